@@ -1,0 +1,3 @@
+from parsectl.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""The ``parsectl`` command line: thin Typer commands over the library packages."""

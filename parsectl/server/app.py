@@ -1,0 +1,243 @@
+"""``ParseServer``: the Parse REST API as an ASGI application.
+
+Mount it like the node server is mounted on Express::
+
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from parsectl.server import ParseServer
+
+    api = ParseServer(app_id="myAppId", master_key="secret", database_uri="sqlite:///data/parse.db")
+    app = Starlette(routes=[Mount("/parse", app=api)])
+
+The app serves paths relative to where it is mounted (``root_path``); :func:`mounted` wraps it for
+standalone serving at ``mountPath``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from parsectl.model import codec, errors, query
+from parsectl.model.errors import HTTPError, ParseError
+from parsectl.model.schema import ClassSchema
+from parsectl.server.auth import Auth
+from parsectl.server.config import ServerOptions
+from parsectl.server.envelope import KeyPolicy, apply_body_keys, read_headers
+from parsectl.server.http import (
+    BodyTooLarge,
+    Response,
+    cors_headers,
+    error_response,
+    not_found_page,
+    read_body,
+    send_response,
+)
+from parsectl.server.rest import RestService
+from parsectl.server.routes import Request, Router, run_batch
+from parsectl.server.schemas import SchemaController
+from parsectl.storage import adapter_for
+
+log = logging.getLogger("parsectl.server")
+_SLASHES = re.compile(r"/{2,}")
+_base_url: ContextVar[str] = ContextVar("parsectl_base_url", default="")
+
+
+class ParseServer:
+    """An ASGI app serving the Parse REST API.
+
+    Options use parse-server's names, in snake_case as keyword arguments or camelCase in a mapping::
+
+        ParseServer(app_id="a", master_key="m")
+        ParseServer({"appId": "a", "masterKey": "m", "databaseURI": "sqlite:///parse.db"})
+    """
+
+    def __init__(self, config: dict[str, Any] | ServerOptions | None = None, **options: Any) -> None:
+        if isinstance(config, ServerOptions):
+            self.options = config
+        else:
+            self.options = ServerOptions.from_mapping({**(config or {}), **options})
+        self.storage = adapter_for(self.options.database_uri)
+        self.schemas = SchemaController(self.storage)
+        self.rest = _RequestAwareRest(self.options, self.storage, self.schemas)
+        self.router = Router(self.rest)
+        self.keys = KeyPolicy(self.options)
+        self.cors = cors_headers(self.options.allow_origin)
+        self._started = False
+        self._start_lock = asyncio.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the database and load schemas (done on the first request if not called)."""
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.storage.open()
+            await self.schemas.load()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self.storage.close()
+            self._started = False
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:  # noqa: BLE001 - reported to the ASGI server
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- ASGI -------------------------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if not self._started:
+            await self.start()
+        try:
+            response = await self._handle(scope, receive)
+        except (ParseError, HTTPError) as exc:
+            response = error_response(exc)
+        except BodyTooLarge:
+            response = error_response(HTTPError(413, "request entity too large"))
+        except Exception:  # noqa: BLE001 - any other fault is a 500, never a traceback to the client
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            response = error_response(RuntimeError())
+        await send_response(send, response, self.cors)
+
+    def _route_path(self, scope: dict[str, Any]) -> tuple[str, str]:
+        root = scope.get("root_path", "") or ""
+        path = scope.get("path", "") or "/"
+        if root and path.startswith(root):
+            path = path[len(root):]
+        path = _SLASHES.sub("/", "/" + path)
+        if len(path) > 1:
+            path = path.rstrip("/")
+        return root, path
+
+    def _base_url(self, scope: dict[str, Any], root: str) -> str:
+        if self.options.public_server_url or self.options.server_url:
+            return (self.options.public_server_url or self.options.server_url or "").rstrip("/")
+        host = "localhost"
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        return f"{scope.get('scheme', 'http')}://{host}{root}"
+
+    async def _handle(self, scope: dict[str, Any], receive: Any) -> Response:
+        method = scope["method"]
+        root, path = self._route_path(scope)
+        if method == "OPTIONS":
+            return Response(200, b"", None)
+        if path == "/health":
+            return Response.json({"status": "ok"})
+        raw = await read_body(receive, self.options.max_upload_bytes)
+        body: Any = {}
+        if raw.strip():
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ParseError(errors.INVALID_JSON, f"Invalid JSON in request body: {exc.msg}") from None
+        if method == "POST" and isinstance(body, dict) and isinstance(body.get("_method"), str):
+            method = body.pop("_method").upper()
+        info = read_headers(scope.get("headers", []))
+        apply_body_keys(info, body, self.options)
+        client = scope.get("client")
+        auth = self.keys.authorize(info, client[0] if client else None)
+        if auth.session_token and not auth.master:
+            await self._resolve_session(auth)
+
+        base_url = self._base_url(scope, root)
+        _base_url.set(base_url)
+        if method == "GET":
+            params = _query_params(scope.get("query_string", b""))
+            if isinstance(body, dict) and not params:
+                params = body
+        else:
+            params = body if isinstance(body, dict) else {}
+        request = Request(method, path, params, body, auth, base_url, root)
+        if path == "/batch" and method == "POST":
+            extra = [_url_path(u) for u in (self.options.server_url, self.options.public_server_url) if u]
+            return await run_batch(self.router, request, extra)
+        matched = self.router.match(method, path)
+        if matched is None:
+            return not_found_page(scope["method"], scope.get("root_path", "") + path)
+        handler, args = matched
+        return await handler(request, args)
+
+    async def _resolve_session(self, auth: Auth) -> None:
+        """Find the user of a session token (209 if there is no such live session)."""
+        invalid = ParseError(errors.INVALID_SESSION_TOKEN, "Invalid session token")
+        schema: ClassSchema | None = await self.schemas.get("_Session")
+        if schema is None:
+            raise invalid
+        rows = await self.storage.find(schema, query.Compare("sessionToken", "eq", auth.session_token), limit=1)
+        if not rows or not codec.is_pointer(rows[0].get("user")):
+            raise invalid
+        expires = rows[0].get("expiresAt")
+        if isinstance(expires, dict) and expires.get("iso", "") < codec.now_iso():
+            raise ParseError(errors.INVALID_SESSION_TOKEN, "Session token is expired.")
+        auth.user_id = rows[0]["user"]["objectId"]
+
+
+class _RequestAwareRest(RestService):
+    """File URLs and Locations follow the URL the request came in on when no serverURL is set."""
+
+    def server_url(self) -> str:
+        return super().server_url() or _base_url.get()
+
+
+def _query_params(query_string: bytes) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key == "where":
+            params[key] = value
+            continue
+        try:
+            params[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _url_path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.rstrip("/")
+
+
+def mounted(api: ParseServer) -> Any:
+    """An ASGI app serving ``api`` under its ``mountPath`` (``/parse`` by default), 404 elsewhere."""
+    prefix = api.options.mount_path
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await api(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
+        if prefix and not (path == prefix or path.startswith(prefix + "/")):
+            await send_response(send, not_found_page(scope["method"], path), api.cors)
+            return
+        await api({**scope, "root_path": scope.get("root_path", "") + prefix}, receive, send)
+
+    return app

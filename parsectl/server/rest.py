@@ -1,0 +1,394 @@
+"""REST semantics for objects: the find, get, create, update and delete pipelines.
+
+Routers call these with an :class:`~parsectl.server.auth.Auth` and request data; the rules
+(class existence and client class creation, class-level permissions, ACLs, schema typing,
+subqueries, include, keys) live here once, for every router and every storage adapter.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any
+
+from parsectl.model import codec, errors, query
+from parsectl.model.errors import ParseError
+from parsectl.model.ops import Op, RelationOp, parse_value
+from parsectl.model.query import FindOptions
+from parsectl.model.schema import ClassSchema, check_class_name, check_field_name
+from parsectl.server.auth import Auth
+from parsectl.server.config import ServerOptions
+from parsectl.server.schemas import SchemaController
+from parsectl.storage.base import StorageAdapter, StoredObject
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+_DENYLIST_KEYS = ("constructor", "__proto__")
+_ECHOED_OPS = ("Increment", "Add", "AddUnique", "Remove")
+_ALWAYS_KEYS = ("objectId", "createdAt", "updatedAt", "ACL")
+
+
+def new_object_id(size: int = 10) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(size))
+
+
+def _permission_denied() -> ParseError:
+    return ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")
+
+
+def _check_denylist(value: Any, depth: int = 0) -> None:
+    if depth > codec.MAX_NESTING:
+        raise ParseError(errors.INVALID_JSON, "Object is nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _DENYLIST_KEYS or (key == "_bsontype" and item == "Code"):
+                raise ParseError(errors.INVALID_KEY_NAME,
+                                 f'Prohibited keyword in request data: {{"key":"{key}"}}.')
+            _check_denylist(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_denylist(item, depth + 1)
+
+
+class RestService:
+    def __init__(self, options: ServerOptions, storage: StorageAdapter, schemas: SchemaController) -> None:
+        self.options = options
+        self.storage = storage
+        self.schemas = schemas
+
+    # --- URLs -----------------------------------------------------------------------------------------
+    def server_url(self) -> str:
+        return (self.options.public_server_url or self.options.server_url or "").rstrip("/")
+
+    def file_url(self, name: str) -> str:
+        return f"{self.server_url()}/files/{self.options.app_id}/{name}"
+
+    # --- permissions --------------------------------------------------------------------------------
+    def _check_clp(self, schema: ClassSchema, operation: str, auth: Auth) -> None:
+        if auth.master:
+            return
+        perms = schema.clp.get(operation)
+        if perms is None:
+            return
+        group = auth.acl_group()
+        if any(perms.get(entity) for entity in group):
+            return
+        if auth.user_id and perms.get("requiresAuthentication"):
+            return
+        if perms.get("requiresAuthentication") and not auth.user_id:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Permission denied, user needs to be authenticated.")
+        raise ParseError(errors.OPERATION_FORBIDDEN,
+                         f"Permission denied for action {operation} on class {schema.class_name}.")
+
+    async def _schema_for(self, auth: Auth, class_name: str, operation: str) -> ClassSchema | None:
+        """The class's schema after the existence and CLP checks; None if a master reads a missing class."""
+        schema = await self.schemas.get(class_name)
+        if schema is None:
+            check_class_name(class_name)
+            if not auth.master and not self.options.allow_client_class_creation:
+                raise _permission_denied()
+            return None
+        self._check_clp(schema, operation, auth)
+        return schema
+
+    def _read_filter(self, auth: Auth, where: query.Node) -> query.Node:
+        if auth.master:
+            return where
+        return query.And([where, query.PermIn("_rperm", auth.acl_group())])
+
+    def _write_filter(self, auth: Auth, where: query.Node) -> query.Node:
+        if auth.master:
+            return where
+        return query.And([where, query.PermIn("_wperm", auth.acl_group())])
+
+    # --- output ---------------------------------------------------------------------------------------
+    def to_wire(self, schema: ClassSchema, obj: StoredObject, auth: Auth) -> dict[str, Any]:
+        """A stored object as the REST API returns it."""
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            if key[0] == "_":
+                continue
+            if isinstance(value, dict) and value.get("__type") == "File":
+                value = {"__type": "File", "name": value["name"], "url": self.file_url(value["name"])}
+            out[key] = value
+        for name, target in schema.relation_fields().items():
+            out[name] = codec.relation(target)
+        if schema.class_name == "_User" and not auth.master and obj.get("objectId") != auth.user_id:
+            out.pop("authData", None)
+        acl = codec.perms_to_acl(obj.get("_rperm"), obj.get("_wperm"))
+        if acl is not None:
+            out["ACL"] = acl
+        return out
+
+    # --- subqueries ---------------------------------------------------------------------------------------
+    async def _resolve(self, auth: Auth, schema: ClassSchema, node: query.Node) -> query.Node:
+        """Run ``$inQuery``/``$select`` subqueries (with the caller's auth) and check ``$relatedTo``."""
+        if isinstance(node, query.And | query.Or):
+            children = [await self._resolve(auth, schema, c) for c in node.children]
+            return type(node)(children)
+        if isinstance(node, query.Not):
+            return query.Not(await self._resolve(auth, schema, node.child))
+        if isinstance(node, query.InQuery):
+            sub_schema = await self._schema_for(auth, node.class_name, "find")
+            if sub_schema is None:
+                rows = []
+            else:
+                where = await self._resolve(auth, sub_schema, node.where)
+                rows = await self.storage.find(sub_schema, self._read_filter(auth, where))
+            pointers = [codec.pointer(node.class_name, r["objectId"]) for r in rows]
+            return query.In(node.field, pointers, negate=node.negate)
+        if isinstance(node, query.Select):
+            sub_schema = await self._schema_for(auth, node.class_name, "find")
+            values: list[Any] = []
+            if sub_schema is not None:
+                where = await self._resolve(auth, sub_schema, node.where)
+                for row in await self.storage.find(sub_schema, self._read_filter(auth, where)):
+                    value: Any = self.to_wire(sub_schema, row, auth)
+                    for part in node.key.split("."):
+                        value = value.get(part) if isinstance(value, dict) else None
+                    if value is not None:
+                        values.append(value)
+            return query.In(node.field, values, negate=node.negate)
+        if isinstance(node, query.RelatedTo):
+            owner = await self.schemas.get(node.owner["className"])
+            ftype = owner.fields.get(node.key) if owner else None
+            if not ftype or ftype["type"] != "Relation" or ftype["targetClass"] != schema.class_name:
+                return query.MatchNone()
+            return node
+        return node
+
+    # --- find / get -----------------------------------------------------------------------------------
+    async def find(self, auth: Auth, class_name: str, opts: FindOptions, *, operation: str = "find"
+                   ) -> dict[str, Any]:
+        schema = await self._schema_for(auth, class_name, "count" if opts.count and opts.limit == 0 else operation)
+        if schema is None:
+            return {"results": [], **({"count": 0} if opts.count else {})}
+        where = self._read_filter(auth, await self._resolve(auth, schema, opts.where))
+        response: dict[str, Any] = {}
+        if opts.limit != 0:
+            rows = await self.storage.find(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)
+            results = [self.to_wire(schema, row, auth) for row in rows]
+            includes = _include_paths(opts, schema)
+            for path in includes:
+                await self._include(auth, results, path.split("."), opts)
+            response["results"] = [_project(r, opts.keys, opts.exclude_keys) for r in results]
+        else:
+            response["results"] = []
+        if opts.count:
+            response["count"] = await self.storage.count(schema, where)
+        return response
+
+    async def get(self, auth: Auth, class_name: str, object_id: str, opts: FindOptions) -> dict[str, Any]:
+        opts.where = query.Compare("objectId", "eq", object_id)
+        opts.limit = 1
+        result = await self.find(auth, class_name, opts, operation="get")
+        if not result["results"]:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        return result["results"][0]
+
+    async def _include(self, auth: Auth, results: list[dict[str, Any]], path: list[str], opts: FindOptions) -> None:
+        pointers: dict[str, set[str]] = {}
+        for ptr in _find_pointers(results, path):
+            pointers.setdefault(ptr["className"], set()).add(ptr["objectId"])
+        if not pointers:
+            return
+        replace: dict[str, dict[str, Any]] = {}
+        for class_name, ids in pointers.items():
+            try:
+                schema = await self._schema_for(auth, class_name, "get")
+            except ParseError:
+                continue
+            if schema is None:
+                continue
+            where = self._read_filter(auth, query.In("objectId", sorted(ids)))
+            for row in await self.storage.find(schema, where):
+                obj = self.to_wire(schema, row, auth)
+                sub_keys = _sub_keys(opts.keys, path)
+                obj = _project(obj, sub_keys, _sub_keys(opts.exclude_keys, path) or [])
+                replace[row["objectId"]] = {"__type": "Object", "className": class_name, **obj}
+        for result in results:
+            _replace_pointers(result, path, replace)
+
+    # --- writes ------------------------------------------------------------------------------------------
+    def _prepare_fields(self, body: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], Any]:
+        """Validate a write body: field names, values and ops; the ACL is returned apart."""
+        if creating:
+            if "objectId" in body:
+                raise ParseError(errors.INVALID_KEY_NAME, "objectId is an invalid field name.")
+            if body.get("id"):
+                raise ParseError(errors.INVALID_KEY_NAME, "id is an invalid field name.")
+        _check_denylist(body)
+        fields: dict[str, Any] = {}
+        acl: Any = None
+        for key, value in body.items():
+            if key in ("createdAt", "updatedAt", "objectId", "id"):
+                continue
+            if key == "ACL":
+                acl = codec.validate_acl(value)
+                continue
+            if "." in key:
+                raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
+            if key.startswith("_") and key != "_Hooks":
+                raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
+            check_field_name(key)
+            fields[key] = parse_value(value)
+        return fields, acl
+
+    async def _typed_schema(self, auth: Auth, schema: ClassSchema, fields: dict[str, Any]) -> ClassSchema:
+        types = {}
+        for name, value in fields.items():
+            ftype = value.field_type() if isinstance(value, Op) else codec.type_of(value)
+            if isinstance(value, RelationOp) and not value.target:
+                continue
+            types[name] = ftype
+        new_fields = [n for n, t in types.items() if t is not None and n not in schema.fields]
+        if new_fields:
+            self._check_clp(schema, "addField", auth)
+        return await self.schemas.ensure_fields(schema, types)
+
+    async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
+        check_class_name(class_name)
+        fields, acl = self._prepare_fields(body, creating=True)
+        schema = await self.schemas.get(class_name)
+        if schema is None:
+            if not auth.master and not self.options.allow_client_class_creation:
+                raise _permission_denied()
+            schema = await self.schemas.create(class_name)
+        self._check_clp(schema, "create", auth)
+        schema = await self._typed_schema(auth, schema, fields)
+
+        now = codec.now_iso()
+        object_id = new_object_id()
+        stored: StoredObject = {"objectId": object_id, "createdAt": now, "updatedAt": now}
+        relations: dict[str, list[str]] = {}
+        response: dict[str, Any] = {"objectId": object_id, "createdAt": now}
+        for name, value in fields.items():
+            if isinstance(value, RelationOp):
+                relations[name] = [p["objectId"] for p in value.adds]
+                continue
+            if isinstance(value, Op):
+                value = value.initial_value()
+                if value is not None and isinstance(fields[name], Op) and type(fields[name]).__name__ in _ECHOED_OPS:
+                    response[name] = value
+            if value is not None:
+                stored[name] = value
+        if acl is not None:
+            stored["_rperm"], stored["_wperm"] = codec.acl_to_perms(acl)
+        await self.storage.insert(schema, stored, relations)
+        return object_id, response
+
+    async def update(self, auth: Auth, class_name: str, object_id: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
+        if body.get("objectId") not in (None, object_id):
+            raise ParseError(errors.INVALID_KEY_NAME, "objectId is an invalid field name.")
+        fields, acl = self._prepare_fields(body, creating=False)
+        schema = await self._schema_for(auth, class_name, "update")
+        if schema is None:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        schema = await self._typed_schema(auth, schema, fields)
+        now = codec.now_iso()
+        changes: dict[str, Any] = dict(fields)
+        changes["updatedAt"] = now
+        if acl is not None:
+            changes["_rperm"], changes["_wperm"] = codec.acl_to_perms(acl)
+        where = self._write_filter(auth, query.Compare("objectId", "eq", object_id))
+        updated = await self.storage.update(schema, where, changes)
+        if not updated:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        obj = updated[0]
+        response: dict[str, Any] = {"updatedAt": now}
+        for name, value in fields.items():
+            if isinstance(value, Op) and type(value).__name__ in _ECHOED_OPS and obj.get(name) is not None:
+                response[name] = obj[name]
+        return response
+
+    async def delete(self, auth: Auth, class_name: str, object_id: str) -> dict[str, Any]:
+        schema = await self._schema_for(auth, class_name, "delete")
+        if schema is None:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        where = self._write_filter(auth, query.Compare("objectId", "eq", object_id))
+        if not await self.storage.delete(schema, where):
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        return {}
+
+
+# --- include and projection helpers ---------------------------------------------------------------------
+
+
+def _include_paths(opts: FindOptions, schema: ClassSchema) -> list[str]:
+    paths: list[str] = []
+    requested = list(opts.include)
+    for key in opts.keys or []:
+        if "." in key:
+            requested.append(key.rsplit(".", 1)[0])
+    if opts.include_all:
+        requested += [n for n, t in schema.fields.items() if t["type"] in ("Pointer", "Array")]
+    for path in requested:
+        parts = path.split(".")
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix and prefix not in paths:
+                paths.append(prefix)
+    paths.sort(key=lambda p: p.count("."))
+    return paths
+
+
+def _find_pointers(value: Any, path: list[str]) -> list[dict[str, str]]:
+    if isinstance(value, list):
+        return [p for item in value for p in _find_pointers(item, path)]
+    if not isinstance(value, dict):
+        return []
+    if not path:
+        return [value] if codec.is_pointer(value) else []
+    sub = value.get(path[0])
+    if sub is None:
+        return []
+    return _find_pointers(sub, path[1:])
+
+
+_GONE = object()
+
+
+def _replace_pointers(obj: dict[str, Any], path: list[str], replace: dict[str, dict[str, Any]]) -> None:
+    def swap(value: Any) -> Any:
+        if codec.is_pointer(value):
+            return replace.get(value["objectId"], _GONE)
+        return value
+
+    head, rest = path[0], path[1:]
+    if head not in obj:
+        return
+    value = obj[head]
+    if not rest:
+        if isinstance(value, list):
+            obj[head] = [v for v in (swap(item) for item in value) if v is not _GONE]
+        else:
+            new = swap(value)
+            if new is _GONE:
+                del obj[head]
+            else:
+                obj[head] = new
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            _replace_pointers(item, rest, replace)
+
+
+def _sub_keys(keys: list[str] | None, path: list[str]) -> list[str] | None:
+    if not keys:
+        return None
+    prefix = ".".join(path) + "."
+    sub = [k[len(prefix):] for k in keys if k.startswith(prefix)]
+    return sub or None
+
+
+def _project(obj: dict[str, Any], keys: list[str] | None, exclude: list[str]) -> dict[str, Any]:
+    if keys is not None:
+        wanted = {k.split(".", 1)[0] for k in keys}
+        obj = {k: v for k, v in obj.items() if k in wanted or k in _ALWAYS_KEYS or k in ("__type", "className")}
+    if exclude:
+        drop = {k for k in exclude if "." not in k and k not in _ALWAYS_KEYS}
+        obj = {k: v for k, v in obj.items() if k not in drop}
+    return obj

@@ -1,0 +1,157 @@
+"""The REST routes: thin handlers that parse a request and call :class:`~parsectl.server.rest.RestService`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from parsectl import __version__
+from parsectl.model import errors, query
+from parsectl.model.errors import HTTPError, ParseError
+from parsectl.server.auth import Auth
+from parsectl.server.http import Response
+from parsectl.server.rest import RestService
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    params: dict[str, Any]
+    body: Any
+    auth: Auth
+    base_url: str
+    mount_prefix: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Request, dict[str, str]], Awaitable[Response]]
+
+_CLASS = r"(?P<className>[^/]+)"
+_ID = r"(?P<objectId>[^/]+)"
+
+
+class Router:
+    def __init__(self, rest: RestService) -> None:
+        self.rest = rest
+        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.add("GET", rf"/classes/{_CLASS}", self.find)
+        self.add("POST", rf"/classes/{_CLASS}", self.create)
+        self.add("GET", rf"/classes/{_CLASS}/{_ID}", self.get)
+        self.add("PUT", rf"/classes/{_CLASS}/{_ID}", self.update)
+        self.add("DELETE", rf"/classes/{_CLASS}/{_ID}", self.delete)
+        self.add("GET", r"/serverInfo", self.server_info)
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self.routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+        for route_method, pattern, handler in self.routes:
+            if route_method != method:
+                continue
+            m = pattern.match(path)
+            if m:
+                return handler, m.groupdict()
+        return None
+
+    # --- classes --------------------------------------------------------------------------------------
+    def _find_options(self, request: Request, allowed: frozenset[str] = query.FIND_PARAMS) -> query.FindOptions:
+        options = self.rest.options
+        return query.parse_find_options(request.params, master=request.auth.master,
+                                        default_limit=options.default_limit, max_limit=options.max_limit,
+                                        allowed=allowed)
+
+    async def find(self, request: Request, args: dict[str, str]) -> Response:
+        opts = self._find_options(request)
+        return Response.json(await self.rest.find(request.auth, args["className"], opts))
+
+    async def get(self, request: Request, args: dict[str, str]) -> Response:
+        for name in request.params:
+            if name not in query.GET_PARAMS:
+                raise ParseError(errors.INVALID_QUERY, "Improper encode of parameter")
+        opts = self._find_options(request, query.GET_PARAMS)
+        return Response.json(await self.rest.get(request.auth, args["className"], args["objectId"], opts))
+
+    async def create(self, request: Request, args: dict[str, str]) -> Response:
+        class_name = args["className"]
+        object_id, body = await self.rest.create(request.auth, class_name, request.body)
+        location = f"{request.base_url}/classes/{class_name}/{object_id}"
+        return Response.json(body, 201, [(b"location", location.encode())])
+
+    async def update(self, request: Request, args: dict[str, str]) -> Response:
+        body = await self.rest.update(request.auth, args["className"], args["objectId"], request.body)
+        return Response.json(body)
+
+    async def delete(self, request: Request, args: dict[str, str]) -> Response:
+        return Response.json(await self.rest.delete(request.auth, args["className"], args["objectId"]))
+
+    # --- misc -----------------------------------------------------------------------------------------
+    async def server_info(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json({
+            "features": {
+                "globalConfig": {"create": False, "read": False, "update": False, "delete": False},
+                "hooks": {"create": False, "read": False, "update": False, "delete": False},
+                "cloudCode": {"jobs": False},
+                "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
+                "push": {"immediatePush": False, "scheduledPush": False, "storedPushData": False,
+                         "pushAudiences": False, "localization": False},
+                "schemas": {"addField": True, "removeField": False, "addClass": True, "removeClass": False,
+                            "clearAllDataFromClass": False, "exportClass": False, "editClassLevelPermissions": False},
+                "settings": {"securityCheck": False},
+            },
+            "parseServerVersion": "9.10.0",
+            "parsectlVersion": __version__,
+        })
+
+
+def require_master(request: Request) -> None:
+    if not request.auth.master:
+        raise HTTPError(403, "Permission denied")
+
+
+# --- batch --------------------------------------------------------------------------------------------
+
+
+async def run_batch(router: Router, request: Request, extra_prefixes: list[str]) -> Response:
+    body = request.body if isinstance(request.body, dict) else {}
+    requests = body.get("requests")
+    if not isinstance(requests, list):
+        raise ParseError(errors.INVALID_JSON, "requests must be an array")
+    prefixes = [p for p in [request.mount_prefix, *extra_prefixes] if p is not None]
+    planned: list[tuple[Handler, dict[str, str], Request]] = []
+    for sub in requests:
+        if not isinstance(sub, dict) or not isinstance(sub.get("path"), str) or not isinstance(
+            sub.get("method"), str
+        ):
+            raise ParseError(errors.INVALID_JSON, "cannot route batch path " + str(
+                sub.get("path") if isinstance(sub, dict) else sub))
+        path = sub["path"]
+        for prefix in prefixes:
+            if path.startswith(prefix + "/"):
+                path = "/" + path[len(prefix):].strip("/")
+                break
+        else:
+            raise ParseError(errors.INVALID_JSON, "cannot route batch path " + path)
+        method = sub["method"].upper()
+        matched = router.match(method, path)
+        if matched is None:
+            raise ParseError(errors.INVALID_JSON, f"cannot route {method} {path}")
+        sub_body = sub.get("body")
+        if sub_body is None:
+            sub_body = {}
+        params = sub_body if method == "GET" and isinstance(sub_body, dict) else {}
+        planned.append((matched[0], matched[1], Request(method, path, params, sub_body, request.auth,
+                                                        request.base_url, request.mount_prefix)))
+    results: list[dict[str, Any]] = []
+    for handler, args, sub_request in planned:
+        try:
+            response = await handler(sub_request, args)
+            results.append({"success": response.data})
+        except ParseError as exc:
+            results.append({"error": exc.to_json()})
+        except HTTPError as exc:
+            results.append({"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}})
+    return Response.json(results)

@@ -1,0 +1,53 @@
+"""The storage-adapter boundary, mirroring parse-server's StorageAdapter responsibilities.
+
+Objects cross this boundary in *storage form*: the wire form of every field (see
+:mod:`parsectl.model.codec`) with ``createdAt``/``updatedAt`` as ISO strings and the ACL split into
+``_rperm``/``_wperm`` lists (absent for an object without an ACL). Queries cross it as trees of
+:mod:`parsectl.model.query` nodes with subqueries already resolved; updates as a mapping of field
+name to a wire value or a :class:`parsectl.model.ops.Op`. Each adapter compiles these to its own
+database and applies updates atomically there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from parsectl.model.codec import FieldType
+from parsectl.model.query import Node, SortKey
+from parsectl.model.schema import ClassSchema
+
+StoredObject = dict[str, Any]
+
+
+class StorageAdapter(Protocol):
+    async def open(self) -> None:
+        """Connect and create the metadata tables/collections if needed."""
+
+    async def close(self) -> None: ...
+
+    # --- schema --------------------------------------------------------------------------------------
+    async def load_schemas(self) -> dict[str, ClassSchema]:
+        """Every stored class schema, by class name."""
+
+    async def ensure_class(self, schema: ClassSchema) -> ClassSchema:
+        """Create the class if it does not exist; return the stored schema either way."""
+
+    async def add_fields(self, class_name: str, fields: dict[str, FieldType]) -> ClassSchema:
+        """Add fields (raising 111 on a type conflict with a stored field); return the stored schema."""
+
+    # --- objects ------------------------------------------------------------------------------------
+    async def insert(self, schema: ClassSchema, obj: StoredObject,
+                     relations: dict[str, list[str]] | None = None) -> None:
+        """Insert one object (137 if its objectId or a unique field is taken) and its relation rows."""
+
+    async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                   order: list[SortKey] | None = None) -> list[StoredObject]: ...
+
+    async def count(self, schema: ClassSchema, where: Node) -> int: ...
+
+    async def update(self, schema: ClassSchema, where: Node, changes: dict[str, Any], *,
+                     many: bool = False) -> list[StoredObject]:
+        """Apply ``changes`` atomically to the first (or every) matching object; return them updated."""
+
+    async def delete(self, schema: ClassSchema, where: Node, *, many: bool = False) -> int:
+        """Delete the first (or every) matching object with its relation rows; return how many."""
