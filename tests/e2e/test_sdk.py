@@ -117,7 +117,7 @@ def test_types_roundtrip(server, sdk_report):
     assert r["writeWithoutMaster"] == err(101, "Object not found.")
     # unset -> the field is gone.
     assert r["afterUnsetHas"] == {"str": False, "neg": False, "num": True}
-    assert r["afterUnsetKeys"] == sorted((set(FULL_OBJECT) - {"className", "str", "neg"}))
+    assert r["afterUnsetKeys"] == sorted(set(FULL_OBJECT) - {"className", "str", "neg"})
     # A private object (empty ACL).
     assert r["privateGetNoMaster"] == err(101, "Object not found.")
     assert r["privateGetMaster"] == {"value": "secret"}
