@@ -8,6 +8,7 @@ the caller's permissions) into :class:`In` nodes before a storage adapter sees t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,22 @@ from parsectl.model.errors import ParseError
 
 _KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.]*$")
 _OPTIONS = re.compile(r"^[imxs]*$")
+
+
+_QUOTED = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=512)
+def compile_regex(pattern: str, options: str) -> re.Pattern[str] | None:
+    """A Python regex for a Parse (PCRE-style) ``$regex``, with the SDKs' ``\\Q...\\E`` quoting; None if invalid."""
+    flags = 0
+    for letter in options:
+        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}.get(letter, 0)
+    translated = _QUOTED.sub(lambda m: re.escape(m.group(1)), pattern)
+    try:
+        return re.compile(translated, flags)
+    except re.error:
+        return None
 
 
 class Node:
@@ -217,6 +234,8 @@ def _field_constraints(key: str, cond: Any, master: bool, depth: int) -> list[No
         elif op == "$regex":
             if not isinstance(arg, str):
                 raise _bad_json(f"bad regex: {arg}")
+            if compile_regex(arg, options or "") is None:
+                raise ParseError(errors.INVALID_QUERY, f"Invalid regular expression: {arg}")
             nodes.append(Regex(key, arg, options or ""))
         elif op == "$options":
             if "$regex" not in cond:
@@ -251,7 +270,10 @@ def _all(key: str, values: list[Any]) -> Node:
     if any(regexes):
         if not all(regexes):
             raise _bad_json("All $all values must be of regex type or none: " + str(values))
-        return And([Regex(key, v["$regex"], v.get("$options", "")) for v in values])
+        nodes: list[Node] = []
+        for v in values:
+            nodes.extend(_field_constraints(key, v, False, 0))
+        return And(nodes)
     return All(key, [_value(v) for v in values])
 
 

@@ -8,7 +8,6 @@ identifier goes through :func:`quote`.
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
@@ -16,7 +15,7 @@ import orjson
 
 from parsectl.model import codec, query
 from parsectl.model.codec import FieldType
-from parsectl.model.query import SortKey
+from parsectl.model.query import SortKey, compile_regex
 from parsectl.model.schema import ClassSchema
 
 JSON_TYPES = frozenset(("Object", "Array", "GeoPoint", "Polygon", "Bytes"))
@@ -37,21 +36,6 @@ def canonical_json(value: Any) -> str:
 
 
 # --- regular expressions -----------------------------------------------------------------------------
-
-_QUOTED = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
-
-
-@functools.lru_cache(maxsize=512)
-def compile_regex(pattern: str, options: str) -> re.Pattern[str] | None:
-    """A Python regex for a Parse (PCRE-style) pattern; ``\\Q...\\E`` quoting as the SDKs send it."""
-    flags = 0
-    for letter in options:
-        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}.get(letter, 0)
-    translated = _QUOTED.sub(lambda m: re.escape(m.group(1)), pattern)
-    try:
-        return re.compile(translated, flags)
-    except re.error:
-        return None
 
 
 def regex_match(value: Any, pattern: str, options: str) -> int | None:
