@@ -356,6 +356,7 @@ class FindOptions:
     include: list[str] = field(default_factory=list)
     include_all: bool = False
     count: bool = False
+    redirect_key: str | None = None
 
 
 FIND_PARAMS = frozenset((
@@ -430,6 +431,11 @@ def parse_find_options(params: dict[str, Any], *, master: bool, default_limit: i
     if params.get("includeAll") or "*" in opts.include:
         opts.include_all = True
         opts.include = [k for k in opts.include if k != "*"]
+    redirect = params.get("redirectClassNameForKey")
+    if redirect is not None:
+        if not isinstance(redirect, str):
+            raise ParseError(errors.INVALID_QUERY, "Invalid parameter for query: redirectClassNameForKey")
+        opts.redirect_key = redirect
     count = params.get("count")
     opts.count = bool(count) and count not in ("0", "false")
     return opts

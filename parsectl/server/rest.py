@@ -159,6 +159,16 @@ class RestService:
     # --- find / get -----------------------------------------------------------------------------------
     async def find(self, auth: Auth, class_name: str, opts: FindOptions, *, operation: str = "find"
                    ) -> dict[str, Any]:
+        if opts.redirect_key:
+            owner = await self.schemas.get(class_name)
+            ftype = owner.fields.get(opts.redirect_key) if owner else None
+            if ftype and ftype["type"] == "Relation":
+                target = ftype["targetClass"]
+                opts.redirect_key = None
+                response = await self.find(auth, target, opts, operation=operation)
+                for result in response["results"]:
+                    result["className"] = target
+                return response
         schema = await self._schema_for(auth, class_name, "count" if opts.count and opts.limit == 0 else operation)
         if schema is None:
             return {"results": [], **({"count": 0} if opts.count else {})}

@@ -1,8 +1,9 @@
 """The schema controller: an in-process cache of class schemas in front of the storage adapter.
 
 Schemas are read once at start-up and kept in memory, so no request reloads them. Another worker
-process (or node parse-server on the same database) may change a schema; a cache miss, or a type
-the cache does not expect, reloads that class from the database before anything is refused.
+process (or node parse-server on the same database) may change a schema: stores that keep a cheap
+schema version (SQLite's ``user_version``) are asked for it and the cache reloads when it moved;
+otherwise a cache miss, or a type the cache does not expect, reloads before anything is refused.
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ class SchemaController:
     def __init__(self, storage: StorageAdapter) -> None:
         self.storage = storage
         self._cache: dict[str, ClassSchema] = {}
+        self._version: int | None = None
 
     async def load(self) -> None:
+        self._version = await self.storage.schema_version()
         self._cache = await self.storage.load_schemas()
 
     async def get(self, class_name: str) -> ClassSchema | None:
         """The class's schema, or None if the class does not exist."""
+        version = await self.storage.schema_version()
+        if version is not None and version != self._version:
+            await self.load()
         schema = self._cache.get(class_name)
         if schema is None:
             await self.load()

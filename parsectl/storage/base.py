@@ -26,6 +26,9 @@ class StorageAdapter(Protocol):
     async def close(self) -> None: ...
 
     # --- schema --------------------------------------------------------------------------------------
+    async def schema_version(self) -> int | None:
+        """A number that changes whenever any stored schema changes (None if the store cannot tell)."""
+
     async def load_schemas(self) -> dict[str, ClassSchema]:
         """Every stored class schema, by class name."""
 

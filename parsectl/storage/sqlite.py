@@ -141,11 +141,16 @@ class SQLiteAdapter:
         return self._schema_from_row(class_name, row[0]) if row else None
 
     def _write_schema(self, schema: ClassSchema) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        self.db.execute(f"PRAGMA user_version = {(int(version) + 1) % 2**31}")
         self.db.execute(
             'INSERT INTO "_SCHEMA" ("className", "schema", "isParseClass") VALUES (?, ?, 1)'
             ' ON CONFLICT ("className") DO UPDATE SET "schema" = excluded."schema"',
             (schema.class_name, orjson.dumps(schema.to_json()).decode()),
         )
+
+    async def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     async def load_schemas(self) -> dict[str, ClassSchema]:
         rows = self.db.execute('SELECT "className", "schema" FROM "_SCHEMA"').fetchall()
