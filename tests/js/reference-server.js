@@ -52,7 +52,8 @@ async function main() {
   const appId = args['app-id'] || process.env.APP_ID || 'test';
   const masterKey = args['master-key'] || process.env.MASTER_KEY || 'test';
   const allowClientClassCreation = truthy(args['allow-ccc'] || process.env.ALLOW_CCC);
-  const workDir = args['work-dir'] || process.env.WORK_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'parse-ref-'));
+  const givenWorkDir = args['work-dir'] || process.env.WORK_DIR;
+  const workDir = givenWorkDir || fs.mkdtempSync(path.join(os.tmpdir(), 'parse-ref-'));
   fs.mkdirSync(workDir, { recursive: true });
   // FSFilesAdapter and the file logger write relative to the working directory.
   process.chdir(workDir);
@@ -98,6 +99,9 @@ async function main() {
       await server.handleShutdown();
     } catch (e) {
       process.stderr.write(`shutdown after ${signal}: ${e && e.stack}\n`);
+    }
+    if (!givenWorkDir) {
+      fs.rmSync(workDir, { recursive: true, force: true });
     }
     process.exit(0);
   };
