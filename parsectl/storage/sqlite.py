@@ -275,7 +275,10 @@ class SQLiteAdapter:
                 values[name] = value
             else:
                 ftype = schema.fields.get(name)
-                if ftype is not None and ftype["type"] in ("Relation", "ACL"):
+                if ftype is None or ftype["type"] in ("Relation", "ACL"):
+                    if ftype is None and value is not None:
+                        raise ParseError(errors.INCORRECT_TYPE, f"field {name} is not in the schema of "
+                                                               f"{schema.class_name}")
                     continue
                 values[name] = _encode(ftype, value)
         return values
