@@ -21,6 +21,7 @@ SCENARIOS = [
     "query_features",
     "relations",
     "increment_concurrency",
+    "updates",
     "sdk_errors",
 ]
 
@@ -333,6 +334,31 @@ def test_increment_concurrency(server, sdk_report):
     assert r["returnedM"] == list(range(0, 100, 2))
     assert r["incrementMissing"] == 5
     assert r["incrementOnCreate"] == 3
+
+
+def test_updates(server, sdk_report):
+    r = scenario(sdk_report, server, "updates")
+    assert_same(
+        {
+            "className": "Upd", "objectId": "<id:u>", "createdAt": "<ts>", "updatedAt": "<ts>", "name": "u",
+            "n": 2.5, "s": "b", "flag": True, "arr": [3], "added": "new field",
+            "obj": {"b": {"c": 2}, "d": [{"__type": "Date", "iso": "2022-02-02T02:02:02.002Z"}]},
+            "when": {"__type": "Date", "iso": "2023-03-03T03:03:03.003Z"},
+            "geo": {"__type": "GeoPoint", "latitude": -10.5, "longitude": 170.25},
+            "ptr": ptr("UpdTarget", "y"),
+        },
+        r["afterSet"], "object after updating every field (and unsetting one)",
+    )
+    # Array operators (compared as sorted multisets: the reference may reorder on PostgreSQL).
+    assert r["afterAdd"] == [3, 4]
+    assert r["afterAddUniqueExisting"] == [3, 4]
+    assert r["afterAddAllUnique"] == [3, 4, 5, 6]
+    assert r["afterRemove"] == [3, 5, 6]
+    assert r["afterAddAllDuplicates"] == [3, 5, 6, 7, 7]
+    assert r["afterRemoveAll"] == [3, 5, 6], "Remove drops every occurrence"
+    assert r["wrongType"] == err(111, "schema mismatch for Upd.n; expected Number but got String")
+    assert r["ptrAfterChildSave"] == "unsaved-but-saved-first"
+    assert r["nAfterIncrement"] == 3
 
 
 def test_sdk_errors(server, sdk_report):

@@ -568,6 +568,79 @@ scenarios.increment_concurrency = async () => {
   return out;
 };
 
+// Updating fields of every (updatable) type, and the array operators.
+scenarios.updates = async () => {
+  const Upd = cls('Upd');
+  const Target = cls('UpdTarget');
+  const [x, y] = await Parse.Object.saveAll(
+    [new Parse.Object(Target, { name: 'x' }), new Parse.Object(Target, { name: 'y' })],
+    M
+  );
+  label(x, 'x');
+  label(y, 'y');
+  const o = new Parse.Object(Upd, {
+    name: 'u',
+    n: 1,
+    s: 'a',
+    flag: false,
+    arr: [1, 2],
+    obj: { a: 1 },
+    when: new Date('2020-01-01T00:00:00.000Z'),
+    geo: new Parse.GeoPoint(1, 2),
+    ptr: x,
+    gone: 'soon',
+  });
+  await o.save(null, M);
+  label(o, 'u');
+  const out = {};
+  o.set({
+    n: 2.5,
+    s: 'b',
+    flag: true,
+    arr: [3],
+    obj: { b: { c: 2 }, d: [new Date('2022-02-02T02:02:02.002Z')] },
+    when: new Date('2023-03-03T03:03:03.003Z'),
+    geo: new Parse.GeoPoint(-10.5, 170.25),
+    ptr: y,
+    added: 'new field',
+  });
+  o.unset('gone');
+  await o.save();
+  out.afterSet = norm(await new Parse.Query(Upd).get(o.id));
+
+  const sortedArr = async () => ((await new Parse.Query(Upd).get(o.id)).get('arr') || []).slice().sort();
+  o.add('arr', 4);
+  await o.save();
+  out.afterAdd = await sortedArr();
+  o.addUnique('arr', 3);
+  await o.save();
+  out.afterAddUniqueExisting = await sortedArr();
+  o.addAllUnique('arr', [5, 4, 6]);
+  await o.save();
+  out.afterAddAllUnique = await sortedArr();
+  o.remove('arr', 4);
+  await o.save();
+  out.afterRemove = await sortedArr();
+  o.addAll('arr', [7, 7]);
+  await o.save();
+  out.afterAddAllDuplicates = await sortedArr();
+  o.removeAll('arr', [7, 99]);
+  await o.save();
+  out.afterRemoveAll = await sortedArr();
+
+  const fresh = Parse.Object.extend(Upd).createWithoutData(o.id);
+  fresh.set('n', 'not a number');
+  out.wrongType = await attempt(() => fresh.save());
+  const fresh2 = Parse.Object.extend(Upd).createWithoutData(o.id);
+  fresh2.set('ptr', new Parse.Object(Target, { name: 'unsaved-but-saved-first' }));
+  fresh2.increment('n', 0.5);
+  await fresh2.save();
+  const after = await new Parse.Query(Upd).include('ptr').get(o.id);
+  out.ptrAfterChildSave = after.get('ptr').get('name');
+  out.nAfterIncrement = after.get('n');
+  return out;
+};
+
 // Errors reported through the SDK.
 scenarios.sdk_errors = async () => {
   const Known = cls('ErrKnown');

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ def ensure_npm_ci() -> None:
     npm = shutil.which("npm")
     if not npm:
         raise SetupError("`npm` is not on PATH; it is needed to install tests/js (npm ci)")
-    lock = JS_DIR / ".npm-ci.lock"
+    lock = Path(tempfile.gettempdir()) / f"parsectl-e2e-npm-ci-{hashlib.sha1(str(JS_DIR).encode()).hexdigest()[:12]}.lock"
     with open(lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent test sessions install once
         if _installed_ok():
