@@ -58,10 +58,25 @@ def _as_list(current: Any) -> list[Any]:
     raise ParseError(errors.INCORRECT_TYPE, "Cannot apply an array operation to a non-array value")
 
 
+def _identity(value: Any) -> Any:
+    """A hashable key equal for values JavaScript/MongoDB consider equal (true is not 1; pointers by id)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", float(value))
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("l", tuple(_identity(v) for v in value))
+    if isinstance(value, dict):
+        if codec.is_pointer(value):
+            return ("p", value["className"], value["objectId"])
+        return ("o", tuple(sorted((k, _identity(v)) for k, v in value.items())))
+    return ("z",)
+
+
 def _same(a: Any, b: Any) -> bool:
-    if codec.is_pointer(a) and codec.is_pointer(b):
-        return a["className"] == b["className"] and a["objectId"] == b["objectId"]
-    return a == b
+    return _identity(a) == _identity(b)
 
 
 @dataclass

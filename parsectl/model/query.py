@@ -209,6 +209,7 @@ def _field_constraints(key: str, cond: Any, master: bool, depth: int) -> list[No
     if not _is_constraint(cond):
         return [Compare(key, "eq", _value(cond))]
     nodes: list[Node] = []
+    plain: dict[str, Any] = {}
     options = cond.get("$options")
     if options is not None and (not isinstance(options, str) or not _OPTIONS.match(options)):
         raise ParseError(errors.INVALID_QUERY, f"Bad $options value for query: {options}")
@@ -252,8 +253,10 @@ def _field_constraints(key: str, cond: Any, master: bool, depth: int) -> list[No
         elif op.startswith("$"):
             raise _bad_json(f"bad constraint: {op}")
         else:
-            # A plain key mixed with operators is an equality on the nested key, as parse-server does.
-            nodes.append(Compare(key, "eq", _value({op: arg})))
+            plain[op] = arg
+    if plain:
+        # Plain keys mixed with operators form one equality, as parse-server's replaceEquality does.
+        nodes.append(Compare(key, "eq", _value(plain)))
     return nodes
 
 

@@ -28,17 +28,11 @@ from parsectl.model.ops import Op, RelationOp
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import ClassSchema
 from parsectl.storage.base import StoredObject
-from parsectl.storage.sqlite_query import (
-    JSON_TYPES,
-    Compiler,
-    canonical_json,
-    join_table,
-    quote,
-    regex_match,
-)
+from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
+from parsectl.storage.sqlite_query import Compiler, regex_match
 
 _COLUMN_SQL = {"Number": "NUMERIC", "Boolean": "INTEGER"}
-_SYSTEM_COLUMNS = ("objectId", "createdAt", "updatedAt", "_rperm", "_wperm")
+
 
 
 def _column_type(field_type: FieldType) -> str:
@@ -173,7 +167,7 @@ class SQLiteAdapter:
             columns = ['"objectId" TEXT PRIMARY KEY', '"createdAt" TEXT', '"updatedAt" TEXT', '"_rperm" TEXT',
                        '"_wperm" TEXT']
             for name, ftype in schema.fields.items():
-                if name in _SYSTEM_COLUMNS or ftype["type"] in ("ACL", "Relation"):
+                if name in SYSTEM_COLUMNS or ftype["type"] in ("ACL", "Relation"):
                     continue
                 columns.append(f"{quote(name)} {_column_type(ftype)}")
             db.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema.class_name)} ({', '.join(columns)})")
@@ -210,15 +204,15 @@ class SQLiteAdapter:
             ("_wperm", orjson.loads),
         ]
         for name, ftype in schema.fields.items():
-            if name not in _SYSTEM_COLUMNS:
+            if name not in SYSTEM_COLUMNS:
                 decoders.append((name, _decoder(name, ftype)))
         self._decoders[id(schema)] = (schema, decoders)
         return decoders
 
     def _columns(self, schema: ClassSchema) -> list[str]:
-        return list(_SYSTEM_COLUMNS) + [
+        return list(SYSTEM_COLUMNS) + [
             name for name, t in schema.fields.items()
-            if name not in _SYSTEM_COLUMNS and t["type"] not in ("ACL", "Relation")
+            if name not in SYSTEM_COLUMNS and t["type"] not in ("ACL", "Relation")
         ]
 
     def _select(self, schema: ClassSchema) -> tuple[str, list[tuple[str, Any]]]:
