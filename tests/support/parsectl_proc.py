@@ -71,7 +71,9 @@ def parsectl_server(
         clean_exit = in_time or not was_running
         if own_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
+        log_text = server.log_tail()
+        shutil.rmtree(log_path.parent, ignore_errors=True)
     assert clean_exit, (
         f"parsectl serve did not exit within {SHUTDOWN_TIMEOUT}s of SIGTERM (killed, rc={rc})\n"
-        f"--- log ---\n{server.log_tail()}"
+        f"--- log ---\n{log_text}"
     )
