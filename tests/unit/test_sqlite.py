@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -169,8 +170,8 @@ def test_adapter_for_sqlite_uri(tmp_path):
     adapter = adapter_for(f"sqlite://{tmp_path}/x.db")
     assert isinstance(adapter, SQLiteAdapter)
     assert adapter.path == Path(f"{tmp_path}/x.db")
-    with pytest.raises(ValueError, match="'postgres' is not supported"):
-        adapter_for("postgres://localhost/db")
+    with pytest.raises(ValueError, match="'redis' is not supported"):
+        adapter_for("redis://localhost/0")
 
 
 # --- round trip ------------------------------------------------------------------------------------
@@ -640,6 +641,35 @@ def test_failed_update_rolls_back(fresh):
     assert info.value.code == 107
     assert _get(adapter, schema, "i1")["n"] == 1
     assert _get(adapter, schema, "i3")["n"] == 10
+
+
+def test_increments_from_two_connections_are_atomic(tmp_path):
+    path = tmp_path / "shared.db"
+    first = run(_open(path))
+    schema = run(first.ensure_class(ClassSchema.new("C", {"n": {"type": "Number"}, "log": {"type": "Array"}})))
+    run(first.insert(schema, {"objectId": "c", **_base(1), "n": 0}))
+    errors: list[BaseException] = []
+
+    def worker(tag: str) -> None:
+        try:
+            adapter = run(_open(path))
+            for i in range(40):
+                run(adapter.update(schema, q.Compare("objectId", "eq", "c"),
+                                   {"n": ops.Increment(1), "log": ops.Add([f"{tag}{i}"])}))
+            run(adapter.close())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(tag,)) for tag in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    row = _get(first, schema, "c")
+    run(first.close())
+    assert row["n"] == 80
+    assert sorted(row["log"]) == sorted([f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)])
 
 
 # --- delete --------------------------------------------------------------------------------------------
