@@ -20,7 +20,7 @@ _KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.]*$")
 _OPTIONS = re.compile(r"^[imxs]*$")
 
 
-_QUOTED = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
+QUOTED_PATTERN = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
 
 
 @functools.lru_cache(maxsize=512)
@@ -29,7 +29,7 @@ def compile_regex(pattern: str, options: str) -> re.Pattern[str] | None:
     flags = 0
     for letter in options:
         flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "x": re.VERBOSE, "s": re.DOTALL}.get(letter, 0)
-    translated = _QUOTED.sub(lambda m: re.escape(m.group(1)), pattern)
+    translated = QUOTED_PATTERN.sub(lambda m: re.escape(m.group(1)), pattern)
     try:
         return re.compile(translated, flags)
     except re.error:

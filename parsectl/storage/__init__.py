@@ -14,8 +14,12 @@ def adapter_for(database_uri: str) -> StorageAdapter:
 
         path = database_uri.removeprefix("sqlite://").removeprefix("sqlite:")
         return SQLiteAdapter(Path(path))
+    if database_uri.startswith(("postgres://", "postgresql://")):
+        from parsectl.storage.postgres import PostgresAdapter
+
+        return PostgresAdapter(database_uri)
     scheme = database_uri.split(":", 1)[0]
     raise ValueError(
         f"databaseURI scheme {scheme!r} is not supported by this version of parsectl; "
-        "use sqlite:///path/to/file.db (PostgreSQL and MongoDB adapters are next)"
+        "use sqlite:///path/to/file.db or postgres://user:password@host:5432/db"
     )

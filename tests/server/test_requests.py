@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -46,8 +45,8 @@ def test_client_class_creation_is_refused_by_default(client: Client) -> None:
     assert (r.status_code, r.json()) == (200, {"results": []})
 
 
-def test_client_class_creation_when_allowed(tmp_path: Path) -> None:
-    c = make_client(tmp_path, allow_client_class_creation=True)
+def test_client_class_creation_when_allowed(database_uri: str) -> None:
+    c = make_client(database_uri, allow_client_class_creation=True)
     try:
         assert c.request("POST", "/classes/Fresh", json={"a": 1}).status_code == 201
     finally:
@@ -115,8 +114,8 @@ def test_malformed_json_and_deep_nesting_are_400(client: Client) -> None:
     assert count["count"] == 1
 
 
-def test_body_over_max_upload_size_is_413(tmp_path: Path) -> None:
-    c = make_client(tmp_path, max_upload_size="1kb")
+def test_body_over_max_upload_size_is_413(database_uri: str) -> None:
+    c = make_client(database_uri, max_upload_size="1kb")
     try:
         r = c.request("POST", "/classes/X", content=json.dumps({"s": "x" * 2000}), master=True)
         assert (r.status_code, r.json()) == (413, {"error": "request entity too large"})
@@ -161,8 +160,8 @@ def test_js_sdk_envelope(client: Client) -> None:
     assert r.status_code == 403
 
 
-def test_client_keys_are_enforced(tmp_path: Path) -> None:
-    c = make_client(tmp_path, rest_api_key="rk")
+def test_client_keys_are_enforced(database_uri: str) -> None:
+    c = make_client(database_uri, rest_api_key="rk")
     try:
         assert c.request("GET", "/classes/X").status_code == 403
         assert c.request("GET", "/classes/X", headers={"X-Parse-REST-API-Key": "bad"}).status_code == 403
@@ -173,8 +172,8 @@ def test_client_keys_are_enforced(tmp_path: Path) -> None:
         c.close()
 
 
-def test_master_key_only_from_allowed_ips(tmp_path: Path) -> None:
-    c = make_client(tmp_path, master_key_ips=["10.9.9.9"])
+def test_master_key_only_from_allowed_ips(database_uri: str) -> None:
+    c = make_client(database_uri, master_key_ips=["10.9.9.9"])
     try:
         r = c.request("GET", "/classes/X", master=True)
         assert (r.status_code, r.text) == (403, '{"error":"unauthorized"}')

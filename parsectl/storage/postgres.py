@@ -1,0 +1,511 @@
+"""PostgreSQL in parse-server's exact on-disk format (psycopg 3, a connection pool).
+
+Tables as parse-server 9.10 creates them: ``"_SCHEMA"`` (className, schema jsonb, isParseClass) with the
+schema in parse-server's adapter form (``_rperm``/``_wperm`` fields, ``_hashed_password`` on ``_User``,
+no ACL); one table per class with parse-server's column types; ``"_Join:<field>:<Class>"`` tables; the
+system classes and the unique and case-insensitive indexes parse-server creates at start-up. Node
+parse-server and ``parsectl serve`` can run on the same database.
+
+Updates are single SQL statements (Increment, Add, AddUnique and Remove are computed by PostgreSQL),
+so they are atomic under any concurrency. Schema changes are announced with
+``NOTIFY "schema.change"`` as parse-server does, and other processes' announcements reload the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from parsectl.model import codec, errors
+from parsectl.model.codec import FieldType
+from parsectl.model.errors import ParseError
+from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
+from parsectl.model.query import Node, SortKey
+from parsectl.model.schema import DEFAULT_FIELDS, ClassSchema, default_clp
+from parsectl.storage.base import StoredObject
+from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
+from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
+
+log = logging.getLogger("parsectl.storage.postgres")
+
+_PG_TYPES = {
+    "String": "text", "Date": "timestamp with time zone", "Object": "jsonb", "File": "text",
+    "Boolean": "boolean", "Pointer": "text", "Number": "double precision", "GeoPoint": "point",
+    "Bytes": "jsonb", "Polygon": "polygon", "Array": "jsonb",
+}
+_CASTS = {"GeoPoint": "::point", "Polygon": "::polygon"}
+_PERM_FIELD = {"type": "Array", "contents": {"type": "String"}}
+# Internal _User columns parse-server creates with the table (not in _SCHEMA).
+_USER_INTERNAL: dict[str, FieldType] = {
+    "_email_verify_token_expires_at": {"type": "Date"},
+    "_email_verify_token": {"type": "String"},
+    "_account_lockout_expires_at": {"type": "Date"},
+    "_failed_login_count": {"type": "Number"},
+    "_perishable_token": {"type": "String"},
+    "_perishable_token_expires_at": {"type": "Date"},
+    "_password_changed_at": {"type": "Date"},
+    "_password_history": {"type": "Array"},
+    "_hashed_password": {"type": "String"},
+}
+# Classes parse-server creates at start-up, with its indexes.
+_STARTUP_INDEXES = [
+    ("_User", 'CREATE UNIQUE INDEX IF NOT EXISTS "_User_unique_username" ON "_User" ("username")'),
+    ("_User", 'CREATE UNIQUE INDEX IF NOT EXISTS "_User_unique_email" ON "_User" ("email")'),
+    ("_User", 'CREATE INDEX IF NOT EXISTS "case_insensitive_username" ON "_User" (lower("username") varchar_pattern_ops)'),
+    ("_User", 'CREATE INDEX IF NOT EXISTS "case_insensitive_email" ON "_User" (lower("email") varchar_pattern_ops)'),
+    ("_User", 'CREATE UNIQUE INDEX IF NOT EXISTS "_User_unique_authData_anonymous_id" ON "_User" '
+              "((\"authData\" -> 'anonymous' ->> 'id')) WHERE (\"authData\" -> 'anonymous' ->> 'id') IS NOT NULL"),
+    ("_User", 'CREATE INDEX IF NOT EXISTS "_email_verify_token" ON "_User" ("_email_verify_token")'),
+    ("_User", 'CREATE INDEX IF NOT EXISTS "_perishable_token" ON "_User" ("_perishable_token")'),
+    ("_Role", 'CREATE UNIQUE INDEX IF NOT EXISTS "_Role_unique_name" ON "_Role" ("name")'),
+    ("_Idempotency", 'CREATE UNIQUE INDEX IF NOT EXISTS "_Idempotency_unique_reqId" ON "_Idempotency" ("reqId")'),
+    ("_Idempotency", 'CREATE INDEX IF NOT EXISTS "ttl" ON "_Idempotency" ("expire")'),
+]
+_STARTUP_CLASSES: dict[str, dict[str, FieldType]] = {
+    "_User": {},
+    "_Role": {},
+    "_Idempotency": {"reqId": {"type": "String"}, "expire": {"type": "Date"}},
+}
+
+
+def _int_if_integral(value: float) -> float | int:
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def _parse_point(text: str) -> dict[str, Any]:
+    x, y = text.strip("()").split(",")
+    return {"__type": "GeoPoint", "latitude": _int_if_integral(float(y)),
+            "longitude": _int_if_integral(float(x))}
+
+
+def _parse_polygon(text: str) -> dict[str, Any]:
+    inner = text[2:-2]
+    coords = []
+    for pair in inner.split("),("):
+        x, y = pair.split(",")
+        coords.append([_int_if_integral(float(y)), _int_if_integral(float(x))])
+    return {"__type": "Polygon", "coordinates": coords}
+
+
+def to_postgres_schema(schema: ClassSchema) -> dict[str, Any]:
+    """The ``_SCHEMA.schema`` document parse-server writes for a class."""
+    fields: dict[str, Any] = {}
+    for name, ftype in schema.fields.items():
+        if ftype["type"] == "ACL" or (schema.class_name == "_User" and name == "password"):
+            continue
+        fields[name] = ftype
+    fields["_rperm"] = _PERM_FIELD
+    fields["_wperm"] = _PERM_FIELD
+    if schema.class_name == "_User":
+        fields["_hashed_password"] = {"type": "String"}
+    doc: dict[str, Any] = {"fields": fields, "className": schema.class_name}
+    if schema.clp and schema.clp != default_clp():
+        doc["classLevelPermissions"] = schema.clp
+    if schema.indexes:
+        doc["indexes"] = schema.indexes
+    return doc
+
+
+def from_postgres_schema(class_name: str, doc: dict[str, Any]) -> ClassSchema:
+    stored = {name: t for name, t in (doc.get("fields") or {}).items()
+              if name not in ("_rperm", "_wperm") and not name.startswith("_")}
+    schema = ClassSchema.new(class_name, stored)
+    clp = doc.get("classLevelPermissions")
+    if clp:
+        schema.clp = {**{k: {} for k in default_clp()}, **clp}
+        schema.clp.setdefault("protectedFields", {})
+    schema.indexes = doc.get("indexes") or {}
+    return schema
+
+
+class PostgresAdapter:
+    """A :class:`parsectl.storage.base.StorageAdapter` on PostgreSQL in parse-server's format."""
+
+    def __init__(self, uri: str, *, min_size: int = 2, max_size: int = 10, timeout: float = 10.0) -> None:
+        self.uri = uri
+        self.pool = AsyncConnectionPool(uri, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+                                        check=AsyncConnectionPool.check_connection,
+                                        kwargs={"autocommit": True})
+        self._sender = str(uuid.uuid4())
+        self._version = 0
+        self._listener: asyncio.Task[None] | None = None
+        self._layouts: dict[int, tuple[ClassSchema, str, list[tuple[str, Any]]]] = {}
+
+    # --- connection ----------------------------------------------------------------------------------
+    async def open(self) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=self.pool.timeout)
+        except Exception as exc:  # noqa: BLE001 - reported as a clear start-up error
+            await self.pool.close()
+            raise ConnectionError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: {exc}") from None
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                'CREATE TABLE IF NOT EXISTS "_SCHEMA" ("className" varchar(120), "schema" jsonb,'
+                ' "isParseClass" bool, PRIMARY KEY ("className"))'
+            )
+        for class_name, fields in _STARTUP_CLASSES.items():
+            await self.ensure_class(ClassSchema.new(class_name, fields))
+        async with self.pool.connection() as conn:
+            for _, statement in _STARTUP_INDEXES:
+                with contextlib.suppress(pg_errors.UniqueViolation, pg_errors.DuplicateTable):
+                    await conn.execute(statement)
+        self._listener = asyncio.create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        await self.pool.close()
+
+    async def _listen(self) -> None:
+        """Follow other servers' schema changes (parse-server's ``schema.change`` notifications)."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.uri, autocommit=True)
+                async with conn:
+                    await conn.execute('LISTEN "schema.change"')
+                    self._version += 1
+                    async for note in conn.notifies():
+                        with contextlib.suppress(ValueError, TypeError):
+                            if orjson.loads(note.payload).get("senderId") == self._sender:
+                                continue
+                        self._version += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep listening across database restarts
+                log.warning("schema listener reconnecting after: %s", exc)
+                self._version += 1
+                await asyncio.sleep(1)
+
+    async def _notify(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        payload = orjson.dumps({"senderId": self._sender}).decode()
+        await conn.execute("SELECT pg_notify('schema.change', %s)", (payload,))
+
+    # --- schema -----------------------------------------------------------------------------------
+    async def schema_version(self) -> int:
+        return self._version
+
+    async def load_schemas(self) -> dict[str, ClassSchema]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute('SELECT "className", "schema" FROM "_SCHEMA"')
+            rows = await cur.fetchall()
+        return {name: from_postgres_schema(name, doc or {}) for name, doc in rows}
+
+    async def _read_schema(self, conn: psycopg.AsyncConnection[Any], class_name: str,
+                           lock: bool = False) -> ClassSchema | None:
+        sql = 'SELECT "schema" FROM "_SCHEMA" WHERE "className" = %s' + (" FOR UPDATE" if lock else "")
+        row = await (await conn.execute(sql, (class_name,))).fetchone()
+        return from_postgres_schema(class_name, row[0] or {}) if row else None
+
+    @staticmethod
+    def _join_ddl(field: str, owner: str) -> str:
+        return (f'CREATE TABLE IF NOT EXISTS {quote(join_table(field, owner))} ("relatedId" varchar(120),'
+                ' "owningId" varchar(120), PRIMARY KEY ("relatedId", "owningId"))')
+
+    async def ensure_class(self, schema: ClassSchema) -> ClassSchema:
+        async with self.pool.connection() as conn, conn.transaction():
+            stored = await self._read_schema(conn, schema.class_name)
+            if stored is not None:
+                return stored
+            doc = to_postgres_schema(schema)
+            columns = []
+            table_fields = dict(doc["fields"])
+            if schema.class_name == "_User":
+                table_fields.update(_USER_INTERNAL)
+            for name, ftype in table_fields.items():
+                if ftype["type"] == "Relation":
+                    continue
+                pg_type = "text[]" if name in ("_rperm", "_wperm") else _PG_TYPES[ftype["type"]]
+                columns.append(f"{quote(name)} {pg_type}")
+            columns.append('PRIMARY KEY ("objectId")')
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema.class_name)} ({', '.join(columns)})")
+            for name in schema.relation_fields():
+                await conn.execute(self._join_ddl(name, schema.class_name))
+            cur = await conn.execute(
+                'INSERT INTO "_SCHEMA" ("className", "schema", "isParseClass") VALUES (%s, %s, true)'
+                ' ON CONFLICT ("className") DO NOTHING',
+                (schema.class_name, Jsonb(doc)),
+            )
+            if cur.rowcount == 0:
+                stored = await self._read_schema(conn, schema.class_name)
+                assert stored is not None
+                return stored
+            await self._notify(conn)
+        self._version += 1
+        return from_postgres_schema(schema.class_name, doc)
+
+    async def add_fields(self, class_name: str, fields: dict[str, FieldType]) -> ClassSchema:
+        async with self.pool.connection() as conn, conn.transaction():
+            stored = await self._read_schema(conn, class_name, lock=True)
+            if stored is None:
+                raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} does not exist.")
+            changed = False
+            for name, ftype in fields.items():
+                if not stored.check_value_type(name, ftype):
+                    continue
+                stored.fields[name] = ftype
+                changed = True
+                if ftype["type"] == "Relation":
+                    await conn.execute(self._join_ddl(name, class_name))
+                else:
+                    await conn.execute(f"ALTER TABLE {quote(class_name)} ADD COLUMN IF NOT EXISTS {quote(name)}"
+                                       f" {_PG_TYPES[ftype['type']]}")
+            if changed:
+                await conn.execute('UPDATE "_SCHEMA" SET "schema" = %s WHERE "className" = %s',
+                                   (Jsonb(to_postgres_schema(stored)), class_name))
+                await self._notify(conn)
+        if changed:
+            self._version += 1
+        return stored
+
+    # --- rows -------------------------------------------------------------------------------------------
+    def _layout(self, schema: ClassSchema) -> tuple[str, list[tuple[str, Any]]]:
+        cached = self._layouts.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1], cached[2]
+        fields = dict(schema.fields)
+        if schema.class_name == "_User":
+            fields.update(_USER_INTERNAL)
+        layout: list[tuple[str, Any]] = [("objectId", None), ("createdAt", codec.format_iso),
+                                         ("updatedAt", codec.format_iso), ("_rperm", None), ("_wperm", None)]
+        for name, ftype in fields.items():
+            if name in SYSTEM_COLUMNS or ftype["type"] in ("ACL", "Relation") or name == "password":
+                continue
+            layout.append((name, _decoder(ftype)))
+        select = "SELECT " + ", ".join(quote(n) for n, _ in layout) + f" FROM {quote(schema.class_name)}"
+        self._layouts[id(schema)] = (schema, select, layout)
+        return select, layout
+
+    @staticmethod
+    def _decode(row: tuple[Any, ...], layout: list[tuple[str, Any]]) -> StoredObject:
+        obj: StoredObject = {}
+        for (name, decode), value in zip(layout, row, strict=True):
+            if value is not None:
+                obj[name] = decode(value) if decode is not None else value
+        return obj
+
+    async def _fetch(self, sql: str, params: list[Any], layout: list[tuple[str, Any]]) -> list[StoredObject]:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql, params)
+                rows = await cur.fetchall()
+        except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
+            return []
+        except pg_errors.DataError as exc:
+            raise ParseError(errors.INVALID_QUERY, f"Invalid query value: {exc.diag.message_primary}") from None
+        return [self._decode(row, layout) for row in rows]
+
+    async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                   order: list[SortKey] | None = None) -> list[StoredObject]:
+        select, layout = self._layout(schema)
+        compiler = PostgresCompiler(schema)
+        sql = f"{select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        if skip:
+            sql += f" OFFSET {int(skip)}"
+        return await self._fetch(sql, compiler.params, layout)
+
+    async def count(self, schema: ClassSchema, where: Node) -> int:
+        compiler = PostgresCompiler(schema)
+        sql = f"SELECT count(*) FROM {quote(schema.class_name)} WHERE {compiler.compile(where)}"
+        try:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(sql, compiler.params)).fetchone()
+        except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
+            return 0
+        return int(row[0]) if row else 0
+
+    # --- writes -----------------------------------------------------------------------------------------
+    def _field_type(self, schema: ClassSchema, name: str) -> FieldType | None:
+        if name in ("_rperm", "_wperm"):
+            return {"type": "Perm"}
+        if name in ("createdAt", "updatedAt"):
+            return {"type": "Date"}
+        if name == "objectId":
+            return {"type": "String"}
+        if schema.class_name == "_User" and name in _USER_INTERNAL:
+            return _USER_INTERNAL[name]
+        return schema.fields.get(name)
+
+    def _value(self, ftype: FieldType, value: Any) -> tuple[str, Any]:
+        """(placeholder with cast, parameter) for a storage-form value in a column of ``ftype``."""
+        kind = ftype["type"]
+        if value is None:
+            return "%s", None
+        if kind == "Perm":
+            return "%s::text[]", list(value)
+        if kind == "Date":
+            return "%s", to_datetime(value)
+        if kind == "Pointer":
+            return "%s", value["objectId"]
+        if kind == "File":
+            return "%s", value["name"]
+        if kind == "GeoPoint":
+            return "%s::point", point_sql(value)
+        if kind == "Polygon":
+            return "%s::polygon", polygon_sql(value)
+        if kind in ("Object", "Array", "Bytes"):
+            return "%s", Jsonb(value)
+        return "%s", value
+
+    async def insert(self, schema: ClassSchema, obj: StoredObject,
+                     relations: dict[str, list[str]] | None = None) -> None:
+        names, marks, params = [], [], []
+        for name, value in obj.items():
+            ftype = self._field_type(schema, name)
+            if ftype is None or ftype["type"] in ("Relation", "ACL") or value is None:
+                continue
+            mark, param = self._value(ftype, value)
+            names.append(quote(name))
+            marks.append(mark)
+            params.append(param)
+        sql = f"INSERT INTO {quote(schema.class_name)} ({', '.join(names)}) VALUES ({', '.join(marks)})"
+        async with self.pool.connection() as conn, conn.transaction():
+            try:
+                await conn.execute(sql, params)
+            except pg_errors.UniqueViolation:
+                raise ParseError(errors.DUPLICATE_VALUE,
+                                 "A duplicate value for a field with unique values was provided") from None
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+                raise _nul_error() from None
+            for field, ids in (relations or {}).items():
+                await self._relation_rows(conn, schema.class_name, obj["objectId"], field, ids, [])
+
+    async def _relation_rows(self, conn: psycopg.AsyncConnection[Any], class_name: str, owner_id: str,
+                             field: str, adds: list[str], removes: list[str]) -> None:
+        table = quote(join_table(field, class_name))
+        async with conn.cursor() as cur:
+            if adds:
+                await cur.executemany(
+                    f'INSERT INTO {table} ("relatedId", "owningId") VALUES (%s, %s) ON CONFLICT DO NOTHING',
+                    [(rid, owner_id) for rid in adds])
+            if removes:
+                await cur.executemany(f'DELETE FROM {table} WHERE "relatedId" = %s AND "owningId" = %s',
+                                      [(rid, owner_id) for rid in removes])
+
+    def _assignment(self, schema: ClassSchema, name: str, change: Any, params: list[Any]) -> str:
+        col = quote(name)
+        if isinstance(change, Delete) or change is None:
+            return f"{col} = NULL"
+        if isinstance(change, Increment):
+            params.append(change.amount)
+            return f"{col} = COALESCE({col}, 0) + %s"
+        if isinstance(change, AddUnique):
+            params.append(Jsonb(change.initial_value()))
+            return (f"{col} = COALESCE({col}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(n.e ORDER BY n.i) FROM "
+                    f"jsonb_array_elements(%s::jsonb) WITH ORDINALITY n(e, i) WHERE NOT EXISTS (SELECT 1 FROM "
+                    f"jsonb_array_elements(COALESCE({col}, '[]'::jsonb)) o WHERE o = n.e)), '[]'::jsonb)")
+        if isinstance(change, Remove):
+            params.append(Jsonb(change.objects))
+            return (f"{col} = COALESCE((SELECT jsonb_agg(o.e ORDER BY o.i) FROM jsonb_array_elements("
+                    f"COALESCE({col}, '[]'::jsonb)) WITH ORDINALITY o(e, i) WHERE NOT EXISTS (SELECT 1 FROM "
+                    f"jsonb_array_elements(%s::jsonb) r WHERE r = o.e)), '[]'::jsonb)")
+        if isinstance(change, Add):
+            params.append(Jsonb(change.objects))
+            return f"{col} = COALESCE({col}, '[]'::jsonb) || %s::jsonb"
+        if isinstance(change, Op):
+            raise ParseError(errors.COMMAND_UNAVAILABLE, f"The {type(change).__name__} operator is not supported yet.")
+        ftype = self._field_type(schema, name)
+        if ftype is None:
+            raise ParseError(errors.INCORRECT_TYPE, f"field {name} is not in the schema of {schema.class_name}")
+        mark, param = self._value(ftype, change)
+        params.append(param)
+        return f"{col} = {mark}"
+
+    async def update(self, schema: ClassSchema, where: Node, changes: dict[str, Any], *,
+                     many: bool = False) -> list[StoredObject]:
+        select, layout = self._layout(schema)
+        params: list[Any] = []
+        relation_ops = {n: c for n, c in changes.items() if isinstance(c, RelationOp)}
+        assignments = [self._assignment(schema, n, c, params) for n, c in changes.items()
+                       if not isinstance(c, RelationOp) and (n in SYSTEM_COLUMNS or self._field_type(schema, n))]
+        compiler = PostgresCompiler(schema)
+        condition = compiler.compile(where)
+        table = quote(schema.class_name)
+        target = condition if many else (
+            f'"objectId" = (SELECT "objectId" FROM {table} WHERE {condition} LIMIT 1 FOR UPDATE)')
+        returning = ", ".join(quote(n) for n, _ in layout)
+        if not assignments:
+            assignments = ['"objectId" = "objectId"']
+        sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {target} RETURNING {returning}"
+        async with self.pool.connection() as conn, conn.transaction():
+            try:
+                cur = await conn.execute(sql, params + compiler.params)
+                rows = await cur.fetchall()
+            except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
+                return []
+            except pg_errors.UniqueViolation:
+                raise ParseError(errors.DUPLICATE_VALUE,
+                                 "A duplicate value for a field with unique values was provided") from None
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+                raise _nul_error() from None
+            objects = [self._decode(row, layout) for row in rows]
+            for obj in objects:
+                for name, op in relation_ops.items():
+                    await self._relation_rows(conn, schema.class_name, obj["objectId"], name,
+                                              [p["objectId"] for p in op.adds], [p["objectId"] for p in op.removes])
+        return objects
+
+    async def delete(self, schema: ClassSchema, where: Node, *, many: bool = False) -> int:
+        compiler = PostgresCompiler(schema)
+        condition = compiler.compile(where)
+        table = quote(schema.class_name)
+        target = condition if many else f'"objectId" = (SELECT "objectId" FROM {table} WHERE {condition} LIMIT 1)'
+        async with self.pool.connection() as conn, conn.transaction():
+            try:
+                cur = await conn.execute(f'DELETE FROM {table} WHERE {target} RETURNING "objectId"', compiler.params)
+                ids = [r[0] for r in await cur.fetchall()]
+            except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
+                return 0
+            for field in schema.relation_fields():
+                with contextlib.suppress(pg_errors.UndefinedTable):
+                    async with conn.transaction():
+                        await conn.execute(f'DELETE FROM {quote(join_table(field, schema.class_name))}'
+                                           ' WHERE "owningId" = ANY(%s)', (ids,))
+        return len(ids)
+
+
+def _decoder(ftype: FieldType) -> Any:
+    kind = ftype["type"]
+    if kind == "Date":
+        return lambda v: codec.date(codec.format_iso(v))
+    if kind == "Pointer":
+        target = ftype["targetClass"]
+        return lambda v: codec.pointer(target, v)
+    if kind == "File":
+        return lambda v: {"__type": "File", "name": v}
+    if kind == "Number":
+        return lambda v: _int_if_integral(v) if isinstance(v, float) else v
+    if kind == "GeoPoint":
+        return _parse_point
+    if kind == "Polygon":
+        return _parse_polygon
+    return None
+
+
+def _nul_error() -> ParseError:
+    return ParseError(errors.INVALID_JSON, "Strings cannot contain the \\u0000 character on PostgreSQL")
+
+
+def _redact(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    return uri
+
+
+__all__ = ["DEFAULT_FIELDS", "PostgresAdapter", "from_postgres_schema", "to_postgres_schema"]

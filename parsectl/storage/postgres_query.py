@@ -1,0 +1,112 @@
+"""The PostgreSQL dialect of the query compiler, on parse-server's column types.
+
+Column types as parse-server creates them: text, double precision, boolean, timestamptz, jsonb
+(Object, Array, Bytes), text (Pointer objectId, File name), point (GeoPoint, x = longitude),
+polygon, and ``text[]`` for ``_rperm``/``_wperm``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from parsectl.model import codec
+from parsectl.model.query import QUOTED_PATTERN
+from parsectl.storage.sql import Column, SQLCompiler
+
+_JSONB_TYPE = {bool: "boolean", str: "string", int: "number", float: "number"}
+
+
+def to_datetime(value: Any) -> Any:
+    iso = codec.date_iso(value)
+    return codec.parse_iso(iso) if iso else value
+
+
+def point_sql(value: dict[str, Any]) -> str:
+    return f"({value['longitude']},{value['latitude']})"
+
+
+def polygon_sql(value: dict[str, Any]) -> str:
+    return "(" + ",".join(f"({lng},{lat})" for lat, lng in value["coordinates"]) + ")"
+
+
+def postgres_regex(pattern: str, options: str) -> str:
+    """A PostgreSQL ARE for a Parse ``$regex``: ``\\Q...\\E`` quoting and the x/m options as embedded flags."""
+    translated = QUOTED_PATTERN.sub(lambda m: re.escape(m.group(1)), pattern)
+    flags = ("x" if "x" in options else "") + ("w" if "m" in options else "")
+    return f"(?{flags}){translated}" if flags else translated
+
+
+class PostgresCompiler(SQLCompiler):
+    PLACEHOLDER = "%s"
+    TRUE = "TRUE"
+    FALSE = "FALSE"
+
+    def json_path(self, column: str, parts: list[str]) -> str:
+        return f"({column} #> '{{{','.join(parts)}}}')"
+
+    def storage_value(self, col: Column, value: Any) -> Any:
+        kind = col.kind
+        if kind == "Date":
+            return to_datetime(value)
+        if isinstance(value, dict):
+            t = value.get("__type")
+            if t == "Pointer" and kind in ("Pointer", "String", None):
+                return value["objectId"]
+            if t == "File" and kind in ("File", "String"):
+                return value["name"]
+            if t == "Date":
+                return to_datetime(value)
+            return Jsonb(value)
+        if isinstance(value, list):
+            return Jsonb(value)
+        return value
+
+    def equals(self, col: Column, field: str, value: Any) -> str:
+        if col.kind == "GeoPoint" and isinstance(value, dict) and value.get("__type") == "GeoPoint":
+            return f"({col.sql} ~= {self.bind(point_sql(value))}::point)"
+        if col.kind == "Polygon" and isinstance(value, dict) and value.get("__type") == "Polygon":
+            return f"({col.sql} ~= {self.bind(polygon_sql(value))}::polygon)"
+        if col.kind in ("GeoPoint", "Polygon") and value is not None:
+            return self.FALSE
+        return super().equals(col, field, value)
+
+    def path_equals(self, col: Column, value: Any) -> str:
+        return f"({col.sql} = {self.bind(Jsonb(value))})"
+
+    def path_compare(self, col: Column, op: str, value: Any) -> str:
+        if isinstance(value, dict) and value.get("__type") == "Date":
+            return f"(({col.sql} ->> 'iso') {op} {self.bind(value['iso'])})"
+        kind = _JSONB_TYPE.get(type(value))
+        if kind is None:
+            return self.FALSE
+        return f"(jsonb_typeof({col.sql}) = '{kind}' AND {col.sql} {op} {self.bind(Jsonb(value))})"
+
+    def array_has(self, col: Column, values: list[Any]) -> str:
+        if not values:
+            return self.FALSE
+        parts = [f"({col.sql} @> {self.bind(Jsonb([v]))})" for v in values]
+        return "(" + " OR ".join(parts) + ")"
+
+    def array_has_all(self, col: Column, values: list[Any]) -> str:
+        return f"({col.sql} @> {self.bind(Jsonb(values))})"
+
+    def array_compare(self, col: Column, op: str, value: Any) -> str:
+        kind = _JSONB_TYPE.get(type(value))
+        if kind is None:
+            return self.FALSE
+        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) e WHERE jsonb_typeof(e) = '{kind}'"
+                f" AND e {op} {self.bind(Jsonb(value))})")
+
+    def array_contained_by(self, col: Column, values: list[Any]) -> str:
+        return f"(COALESCE({col.sql}, '[]'::jsonb) <@ {self.bind(Jsonb(values))})"
+
+    def regex(self, col: Column, pattern: str, options: str) -> str:
+        text = f"({col.sql} #>> '{{}}')" if col.path else (col.sql if col.kind == "String" else f"{col.sql}::text")
+        operator = "~*" if "i" in options else "~"
+        return f"({text} {operator} {self.bind(postgres_regex(pattern, options))})"
+
+    def perm_in(self, column: str, group: list[str]) -> str:
+        return f"({column} IS NULL OR {column} && {self.bind(list(group))}::text[])"
