@@ -92,6 +92,8 @@ class ServerOptions:
         self.mount_path = "/" + self.mount_path.strip("/") if self.mount_path.strip("/") else ""
         if isinstance(self.max_limit, str) and self.max_limit.isdigit():
             self.max_limit = int(self.max_limit)
+        if isinstance(self.default_limit, str) and self.default_limit.isdigit():
+            self.default_limit = int(self.default_limit)
         if self.max_limit is not None and (not isinstance(self.max_limit, int) or isinstance(
                 self.max_limit, bool) or self.max_limit < 1):
             fail("maxLimit", "must be a positive integer")

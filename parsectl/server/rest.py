@@ -84,9 +84,9 @@ class RestService:
         """The class's schema after the existence and CLP checks; None if a master reads a missing class."""
         schema = await self.schemas.get(class_name)
         if schema is None:
-            check_class_name(class_name)
             if not auth.master and not self.options.allow_client_class_creation:
                 raise _permission_denied()
+            check_class_name(class_name)
             return None
         self._check_clp(schema, operation, auth)
         return schema
@@ -265,12 +265,12 @@ class RestService:
     async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
         if not isinstance(body, dict):
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
+        schema = await self.schemas.get(class_name)
+        if schema is None and not auth.master and not self.options.allow_client_class_creation:
+            raise _permission_denied()
         check_class_name(class_name)
         fields, acl = self._prepare_fields(class_name, body, creating=True)
-        schema = await self.schemas.get(class_name)
         if schema is None:
-            if not auth.master and not self.options.allow_client_class_creation:
-                raise _permission_denied()
             schema = await self.schemas.create(class_name)
         self._check_clp(schema, "create", auth)
         schema = await self._typed_schema(auth, schema, fields)

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from parsectl import __version__
 from parsectl.model import errors, query
 from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
@@ -103,7 +102,6 @@ class Router:
                 "settings": {"securityCheck": False},
             },
             "parseServerVersion": "9.10.0",
-            "parsectlVersion": __version__,
         })
 
 

@@ -108,5 +108,10 @@ class PostgresCompiler(SQLCompiler):
         operator = "~*" if "i" in options else "~"
         return f"({text} {operator} {self.bind(postgres_regex(pattern, options))})"
 
+    def array_regex(self, col: Column, pattern: str, options: str) -> str:
+        operator = "~*" if "i" in options else "~"
+        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) e WHERE jsonb_typeof(e) = 'string'"
+                f" AND (e #>> '{{}}') {operator} {self.bind(postgres_regex(pattern, options))})")
+
     def perm_in(self, column: str, group: list[str]) -> str:
         return f"({column} IS NULL OR {column} && {self.bind(list(group))}::text[])"

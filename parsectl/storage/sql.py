@@ -33,8 +33,33 @@ def join_table(field: str, owner_class: str) -> str:
     return f"_Join:{field}:{owner_class}"
 
 
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
 def canonical_json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    """JSON with sorted keys and integral numbers written as integers (so 1 and 1.0 compare equal)."""
+    return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS).decode()
+
+
+_COMPARABLE = {
+    "Number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "String": lambda v: isinstance(v, str),
+    "Boolean": lambda v: isinstance(v, bool),
+    "Date": lambda v: codec.date_iso(v) is not None,
+}
+
+
+def comparable(kind: str | None, value: Any) -> bool:
+    """Whether a range comparison of a ``kind`` column with ``value`` can match (as MongoDB's type brackets)."""
+    check = _COMPARABLE.get(kind or "")
+    return check(value) if check else True
 
 
 class Column:
@@ -90,6 +115,10 @@ class SQLCompiler:
         raise NotImplementedError
 
     def regex(self, col: Column, pattern: str, options: str) -> str:
+        raise NotImplementedError
+
+    def array_regex(self, col: Column, pattern: str, options: str) -> str:
+        """Some string element of the array column matches."""
         raise NotImplementedError
 
     def perm_in(self, column: str, group: list[str]) -> str:
@@ -181,6 +210,8 @@ class SQLCompiler:
             return self.path_compare(col, op, node.value)
         if col.kind == "Array" and not isinstance(node.value, list):
             return self.array_compare(col, op, node.value)
+        if not comparable(col.kind, node.value):
+            return self.FALSE
         return f"({col.sql} {op} {self.bind(self.storage_value(col, node.value))})"
 
     def _In(self, node: query.In) -> str:
@@ -199,7 +230,10 @@ class SQLCompiler:
         if len(values) != len(node.values):
             parts.append(f"({col.sql} IS NULL)")
         sql = "(" + " OR ".join(parts) + ")" if parts else self.FALSE
-        return self.negate(sql) if node.negate else sql
+        if node.negate:
+            # parse-server on PostgreSQL: NOT IN leaves out objects without a value ($notInQuery too)
+            return f"(NOT {sql})" if values else self.TRUE
+        return sql
 
     def _All(self, node: query.All) -> str:
         col = self.column(node.field)
@@ -225,6 +259,8 @@ class SQLCompiler:
         col = self.column(node.field)
         if col.sql == "NULL":
             return self.FALSE
+        if col.kind == "Array":
+            return self.array_regex(col, node.pattern, node.options)
         return self.regex(col, node.pattern, node.options)
 
     def _PermIn(self, node: query.PermIn) -> str:

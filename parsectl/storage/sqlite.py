@@ -313,7 +313,13 @@ class SQLiteAdapter:
         sql = f"{select} WHERE {compiler.compile(where)}" + ("" if many else " LIMIT 1")
         updated: list[StoredObject] = []
         with self._write() as db:
-            for row in db.execute(sql, compiler.params).fetchall():
+            try:
+                rows = db.execute(sql, compiler.params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if self._missing_table(exc):
+                    return []
+                raise
+            for row in rows:
                 obj = self._decode_row(row, layout)
                 new_values: dict[str, Any] = {}
                 for name, change in changes.items():

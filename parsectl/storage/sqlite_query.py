@@ -90,9 +90,15 @@ class Compiler(SQLCompiler):
         return f"EXISTS (SELECT 1 FROM json_each({col.sql}) WHERE {matches})"
 
     def array_compare(self, col: Column, op: str, value: Any) -> str:
-        scalar = self.storage_value(col, value)
-        return (f"EXISTS (SELECT 1 FROM json_each({col.sql}) WHERE type NOT IN ('object', 'array')"
-                f" AND value {op} {self.bind(scalar)})")
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return self.FALSE
+        types = "'text'" if isinstance(value, str) else "'integer', 'real'"
+        return (f"EXISTS (SELECT 1 FROM json_each({col.sql}) WHERE type IN ({types})"
+                f" AND value {op} {self.bind(value)})")
+
+    def array_regex(self, col: Column, pattern: str, options: str) -> str:
+        return (f"EXISTS (SELECT 1 FROM json_each({col.sql}) WHERE type = 'text'"
+                f" AND parse_regex(value, {self.bind(pattern)}, {self.bind(options)}) = 1)")
 
     def array_contained_by(self, col: Column, values: list[Any]) -> str:
         if not values:

@@ -81,7 +81,9 @@ def test_pointer_values_and_arrays_of_pointers(client: Client, data: dict[str, s
 def test_subqueries(client: Client, data: dict[str, str]) -> None:
     blue_q = {"className": "Team", "where": {"name": "blue"}}
     assert names(client, {"team": {"$inQuery": blue_q}}) == ["bob"]
-    assert names(client, {"team": {"$notInQuery": blue_q}}) == ["Ann", "Cid"]
+    # as parse-server on PostgreSQL: objects without a value in the field are left out
+    assert names(client, {"team": {"$notInQuery": blue_q}}) == ["Ann"]
+    assert names(client, {"score": {"$nin": [10]}}) == ["bob", "Cid"]
     select = {"query": {"className": "Team", "where": {"name": "red"}}, "key": "name"}
     assert names(client, {"tags": {"$select": select}}) == []
     select = {"query": {"className": "Player", "where": {"score": 20}}, "key": "name"}

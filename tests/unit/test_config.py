@@ -177,8 +177,6 @@ def test_resolved_env_values_build_options():
     assert (opts.max_upload_bytes, opts.mount_path) == (5 * 1024**2, "/api")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: PARSE_SERVER_DEFAULT_LIMIT arrives as a string and is refused "
-                                       "(maxLimit strings are converted, defaultLimit strings are not)")
 def test_default_limit_from_env():
     env = {"PARSE_SERVER_APPLICATION_ID": "app", "PARSE_SERVER_MASTER_KEY": "mk", "PARSE_SERVER_DEFAULT_LIMIT": "50"}
     api, _ = sources.split_options(sources.resolve({}, None, env))
@@ -221,8 +219,6 @@ def test_bad_config_files(tmp_path):
         sources.read_config_file(listing)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a YAML syntax error escapes as yaml.YAMLError (not a ValueError) "
-                                       "instead of a ConfigError")
 def test_bad_yaml_config_is_a_config_error(tmp_path):
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("a: [1, 2\n")
