@@ -28,6 +28,7 @@ then --config (parse-server's config.json format, JSON or YAML).
 """
 
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the database cannot be reached
 
 
 def serve(
@@ -118,7 +119,30 @@ def serve(
             typer.echo(f"  masterKey {options.master_key}   (generated; shown once, kept in {report['masterKeyFile']})")
         typer.echo(f"  workers   {workers}")
     sys.stdout.flush()
+    _preflight(api)
     _run(api, bind_host, bind_port, workers, verbose)
+
+
+def _preflight(api: dict[str, Any]) -> None:
+    """Open the database once before serving, so a bad URI or an unreachable server is a clear error."""
+    import asyncio
+
+    from parsectl.server import ParseServer
+
+    async def check() -> None:
+        server = ParseServer(api)
+        try:
+            await server.start()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(check())
+    except ValueError as exc:
+        _fail(str(exc))
+    except (ConnectionError, OSError) as exc:
+        typer.echo(f"parsectl serve: {exc}", err=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
 def _port(value: Any) -> int:

@@ -63,7 +63,8 @@ class ParseServer:
             self.options = config
         else:
             self.options = ServerOptions.from_mapping({**(config or {}), **options})
-        self.storage = adapter_for(self.options.database_uri)
+        self.storage = adapter_for(self.options.database_uri, collection_prefix=self.options.collection_prefix,
+                                   database_options=self.options.database_options)
         self.schemas = SchemaController(self.storage)
         self.rest = _RequestAwareRest(self.options, self.storage, self.schemas)
         self.router = Router(self.rest)

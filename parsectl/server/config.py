@@ -40,6 +40,11 @@ class ServerOptions:
     master_key_ips: list[str] = field(default_factory=lambda: list(LOOPBACK_IPS))
     max_upload_size: str = "20mb"
     allow_origin: str = "*"
+    collection_prefix: str = ""
+    database_options: dict[str, Any] = field(default_factory=dict)
+    files_adapter: dict[str, Any] | None = None
+    file_upload: dict[str, Any] = field(default_factory=dict)
+    preserve_file_name: bool = False
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -49,6 +54,8 @@ class ServerOptions:
         "publicServerURL": "public_server_url", "mountPath": "mount_path", "defaultLimit": "default_limit",
         "maxLimit": "max_limit", "allowClientClassCreation": "allow_client_class_creation",
         "masterKeyIps": "master_key_ips", "maxUploadSize": "max_upload_size", "allowOrigin": "allow_origin",
+        "collectionPrefix": "collection_prefix", "databaseOptions": "database_options",
+        "filesAdapter": "files_adapter", "fileUpload": "file_upload", "preserveFileName": "preserve_file_name",
     }
 
     @classmethod
@@ -113,6 +120,16 @@ class ServerOptions:
                 ipaddress.ip_network(entry, strict=False)
             except (ValueError, TypeError):
                 fail("masterKeyIps", f"has an invalid IP address or range: {entry!r}")
+        if not isinstance(self.collection_prefix, str):
+            fail("collectionPrefix", "must be a string")
+        if not isinstance(self.database_options, dict):
+            fail("databaseOptions", "must be an object of options")
+        if self.files_adapter is not None and not isinstance(self.files_adapter, dict):
+            fail("filesAdapter", "must be an object such as {\"module\": \"s3\", \"options\": {...}}")
+        if not isinstance(self.file_upload, dict):
+            fail("fileUpload", "must be an object of upload rules")
+        if not isinstance(self.preserve_file_name, bool):
+            fail("preserveFileName", "must be true or false")
         try:
             parse_size(self.max_upload_size)
         except ValueError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from parsectl.storage.base import StorageAdapter
 
 
-def adapter_for(database_uri: str) -> StorageAdapter:
-    """The storage adapter for a ``databaseURI``."""
+def adapter_for(database_uri: str, *, collection_prefix: str = "",
+                database_options: dict[str, Any] | None = None) -> StorageAdapter:
+    """The storage adapter for a ``databaseURI`` (``collectionPrefix`` and ``databaseOptions`` as parse-server's)."""
     if database_uri.startswith("sqlite:"):
         from parsectl.storage.sqlite import SQLiteAdapter
 
@@ -17,9 +19,13 @@ def adapter_for(database_uri: str) -> StorageAdapter:
     if database_uri.startswith(("postgres://", "postgresql://")):
         from parsectl.storage.postgres import PostgresAdapter
 
-        return PostgresAdapter(database_uri)
+        return PostgresAdapter(database_uri, **(database_options or {}))
+    if database_uri.startswith(("mongodb://", "mongodb+srv://")):
+        from parsectl.storage.mongo import MongoAdapter
+
+        return MongoAdapter(database_uri, collection_prefix=collection_prefix, options=database_options or {})
     scheme = database_uri.split(":", 1)[0]
     raise ValueError(
         f"databaseURI scheme {scheme!r} is not supported by this version of parsectl; "
-        "use sqlite:///path/to/file.db or postgres://user:password@host:5432/db"
+        "use sqlite:///path/to/file.db, postgres://user:password@host:5432/db or mongodb://host:27017/db"
     )

@@ -130,7 +130,16 @@ def from_postgres_schema(class_name: str, doc: dict[str, Any]) -> ClassSchema:
 class PostgresAdapter:
     """A :class:`parsectl.storage.base.StorageAdapter` on PostgreSQL in parse-server's format."""
 
-    def __init__(self, uri: str, *, min_size: int = 2, max_size: int = 10, timeout: float = 10.0) -> None:
+    OPTIONS = ("maxPoolSize", "max", "minPoolSize", "min", "connectionTimeoutMillis")
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown databaseOptions for PostgreSQL: {', '.join(unknown)} "
+                             f"(known: {', '.join(self.OPTIONS)})")
+        max_size = int(options.get("maxPoolSize", options.get("max", 10)))
+        min_size = min(max_size, int(options.get("minPoolSize", options.get("min", 2))))
+        timeout = float(options.get("connectionTimeoutMillis", 10000)) / 1000
         self.uri = uri
         self.pool = AsyncConnectionPool(uri, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
                                         check=AsyncConnectionPool.check_connection,
@@ -142,6 +151,12 @@ class PostgresAdapter:
 
     # --- connection ----------------------------------------------------------------------------------
     async def open(self) -> None:
+        try:
+            probe = await psycopg.AsyncConnection.connect(self.uri, connect_timeout=max(1, int(self.pool.timeout)))
+            await probe.close()
+        except psycopg.Error as exc:
+            raise ConnectionError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
         try:
             await self.pool.open(wait=True, timeout=self.pool.timeout)
         except Exception as exc:  # noqa: BLE001 - reported as a clear start-up error
