@@ -12,6 +12,7 @@ from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
 from parsectl.server.http import Response
 from parsectl.server.rest import RestService
+from parsectl.server.schemas_api import SchemasAPI
 
 
 @dataclass
@@ -35,6 +36,7 @@ _ID = r"(?P<objectId>[^/]+)"
 class Router:
     def __init__(self, rest: RestService) -> None:
         self.rest = rest
+        self.schemas = SchemasAPI(rest.schemas, rest.storage)
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.add("GET", rf"/classes/{_CLASS}", self.find)
         self.add("POST", rf"/classes/{_CLASS}", self.create)
@@ -42,6 +44,12 @@ class Router:
         self.add("PUT", rf"/classes/{_CLASS}/{_ID}", self.update)
         self.add("DELETE", rf"/classes/{_CLASS}/{_ID}", self.delete)
         self.add("GET", r"/serverInfo", self.server_info)
+        self.add("GET", r"/schemas", self.schemas_all)
+        self.add("GET", rf"/schemas/{_CLASS}", self.schemas_one)
+        self.add("POST", r"/schemas", self.schemas_create)
+        self.add("POST", rf"/schemas/{_CLASS}", self.schemas_create)
+        self.add("PUT", rf"/schemas/{_CLASS}", self.schemas_update)
+        self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(f"^{pattern}$"), handler))
@@ -103,6 +111,28 @@ class Router:
             },
             "parseServerVersion": "9.10.0",
         })
+
+
+    # --- schemas --------------------------------------------------------------------------------------
+    async def schemas_all(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json(await self.schemas.all())
+
+    async def schemas_one(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json(await self.schemas.one(args["className"]))
+
+    async def schemas_create(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json(await self.schemas.create(args.get("className"), request.body))
+
+    async def schemas_update(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json(await self.schemas.update(args["className"], request.body))
+
+    async def schemas_delete(self, request: Request, args: dict[str, str]) -> Response:
+        require_master(request)
+        return Response.json(await self.schemas.delete(args["className"]))
 
 
 def require_master(request: Request) -> None:

@@ -39,6 +39,9 @@ class SchemaController:
     def cached(self, class_name: str) -> ClassSchema | None:
         return self._cache.get(class_name)
 
+    def all(self) -> list[ClassSchema]:
+        return list(self._cache.values())
+
     async def create(self, class_name: str) -> ClassSchema:
         check_class_name(class_name)
         schema = await self.storage.ensure_class(ClassSchema.new(class_name))
@@ -62,7 +65,8 @@ class SchemaController:
         if len(geo) > 1:
             raise ParseError(
                 errors.INCORRECT_TYPE,
-                "there can only be one geopoint field in a class",
+                "currently, only one GeoPoint field may exist in an object. "
+                f"Adding {geo[1]} when {geo[0]} already exists.",
             )
         if not new:
             return schema

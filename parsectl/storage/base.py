@@ -38,6 +38,15 @@ class StorageAdapter(Protocol):
     async def add_fields(self, class_name: str, fields: dict[str, FieldType]) -> ClassSchema:
         """Add fields (raising 111 on a type conflict with a stored field); return the stored schema."""
 
+    async def set_class_level_permissions(self, class_name: str, clp: dict[str, Any]) -> ClassSchema:
+        """Store a class's CLPs; return the stored schema."""
+
+    async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
+        """Drop fields with their data (and relation tables); return the stored schema."""
+
+    async def delete_class(self, schema: ClassSchema) -> None:
+        """Drop the class, its data, its relation tables and its schema."""
+
     # --- objects ------------------------------------------------------------------------------------
     async def insert(self, schema: ClassSchema, obj: StoredObject,
                      relations: dict[str, list[str]] | None = None) -> None:

@@ -284,6 +284,47 @@ class PostgresAdapter:
             self._version += 1
         return stored
 
+    async def _rewrite_schema(self, class_name: str, change: Any) -> ClassSchema:
+        """Lock the class's _SCHEMA row, apply ``change(conn, schema)``, store and announce it."""
+        async with self.pool.connection() as conn, conn.transaction():
+            stored = await self._read_schema(conn, class_name, lock=True)
+            if stored is None:
+                raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} does not exist.")
+            await change(conn, stored)
+            await conn.execute('UPDATE "_SCHEMA" SET "schema" = %s WHERE "className" = %s',
+                               (Jsonb(to_postgres_schema(stored)), class_name))
+            await self._notify(conn)
+        self._version += 1
+        return stored
+
+    async def set_class_level_permissions(self, class_name: str, clp: dict[str, Any]) -> ClassSchema:
+        async def change(conn: psycopg.AsyncConnection[Any], stored: ClassSchema) -> None:
+            stored.clp = clp
+
+        return await self._rewrite_schema(class_name, change)
+
+    async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
+        async def change(conn: psycopg.AsyncConnection[Any], stored: ClassSchema) -> None:
+            for name in names:
+                ftype = stored.fields.pop(name, None)
+                if ftype is None:
+                    continue
+                if ftype["type"] == "Relation":
+                    await conn.execute(f"DROP TABLE IF EXISTS {quote(join_table(name, class_name))}")
+                else:
+                    await conn.execute(f"ALTER TABLE {quote(class_name)} DROP COLUMN IF EXISTS {quote(name)}")
+
+        return await self._rewrite_schema(class_name, change)
+
+    async def delete_class(self, schema: ClassSchema) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            for name in schema.relation_fields():
+                await conn.execute(f"DROP TABLE IF EXISTS {quote(join_table(name, schema.class_name))}")
+            await conn.execute(f"DROP TABLE IF EXISTS {quote(schema.class_name)}")
+            await conn.execute('DELETE FROM "_SCHEMA" WHERE "className" = %s', (schema.class_name,))
+            await self._notify(conn)
+        self._version += 1
+
     # --- rows -------------------------------------------------------------------------------------------
     def _layout(self, schema: ClassSchema) -> tuple[str, list[tuple[str, Any]]]:
         cached = self._layouts.get(id(schema))

@@ -194,6 +194,40 @@ class SQLiteAdapter:
             self._write_schema(stored)
             return stored
 
+    async def set_class_level_permissions(self, class_name: str, clp: dict[str, Any]) -> ClassSchema:
+        with self._write():
+            stored = self._read_schema(class_name)
+            if stored is None:
+                raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} does not exist.")
+            stored.clp = clp
+            self._write_schema(stored)
+            return stored
+
+    async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
+        with self._write() as db:
+            stored = self._read_schema(class_name)
+            if stored is None:
+                raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} does not exist.")
+            for name in names:
+                ftype = stored.fields.pop(name, None)
+                if ftype is None:
+                    continue
+                if ftype["type"] == "Relation":
+                    db.execute(f"DROP TABLE IF EXISTS {quote(join_table(name, class_name))}")
+                else:
+                    db.execute(f"ALTER TABLE {quote(class_name)} DROP COLUMN {quote(name)}")
+            self._write_schema(stored)
+            return stored
+
+    async def delete_class(self, schema: ClassSchema) -> None:
+        with self._write() as db:
+            for name in schema.relation_fields():
+                db.execute(f"DROP TABLE IF EXISTS {quote(join_table(name, schema.class_name))}")
+            db.execute(f"DROP TABLE IF EXISTS {quote(schema.class_name)}")
+            db.execute('DELETE FROM "_SCHEMA" WHERE "className" = ?', (schema.class_name,))
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {(int(version) + 1) % 2**31}")
+
     # --- rows ---------------------------------------------------------------------------------------------
     def _row_decoders(self, schema: ClassSchema) -> list[tuple[str, Any]]:
         cached = self._decoders.get(id(schema))
