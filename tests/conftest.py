@@ -22,7 +22,9 @@ from tests.support.reference import reference_server as _reference_server
 from tests.support.sdk import run_sdk
 from tests.support.servers import RunningServer
 
-SERVER_KINDS = [pytest.param("reference", marks=pytest.mark.reference), "parsectl"]
+SERVER_KINDS = [pytest.param("reference", marks=pytest.mark.reference), "parsectl",
+                pytest.param("parsectl_pg", marks=pytest.mark.reference)]
+PARSECTL_KINDS = ["parsectl", pytest.param("parsectl_pg", marks=pytest.mark.reference)]
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +48,21 @@ def reference_server(pg_uri: str) -> Iterator[RunningServer]:
 def parsectl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with _parsectl_server(data_dir=tmp_path_factory.mktemp("parsectl-data")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def parsectl_pg_server(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``parsectl serve`` on its own database of the same PostgreSQL cluster as the reference."""
+    pg.psql("CREATE DATABASE parsectl_e2e", database="postgres")
+    uri = pg.uri.rsplit("/", 1)[0] + "/parsectl_e2e"
+    with _parsectl_server(data_dir=tmp_path_factory.mktemp("parsectl-pg-data"), database_uri=uri) as server:
+        yield server
+
+
+@pytest.fixture(params=PARSECTL_KINDS)
+def any_parsectl_server(request: pytest.FixtureRequest) -> RunningServer:
+    """Each test using this runs against parsectl on SQLite and on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_server")
 
 
 @pytest.fixture(params=SERVER_KINDS)

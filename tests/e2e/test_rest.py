@@ -236,6 +236,8 @@ def _case_params() -> list:
             ref_marks.append(pytest.mark.xfail(strict=True, reason=f"reference deviation: {case.reference_deviation}"))
         params.append(pytest.param("reference", case.name, marks=ref_marks, id=f"reference-{case.name}"))
         params.append(pytest.param("parsectl", case.name, id=f"parsectl-{case.name}"))
+        params.append(pytest.param("parsectl_pg", case.name, marks=[pytest.mark.reference],
+                                   id=f"parsectl_pg-{case.name}"))
     return params
 
 
@@ -247,10 +249,11 @@ def test_case(kind: str, case_name: str, request: pytest.FixtureRequest):
 
 @pytest.mark.reference
 @pytest.mark.parametrize("case_name", [c.name for c in CASES if not c.reference_deviation and not c.improvement])
-def test_case_matches_reference(case_name: str, reference_server: RunningServer, parsectl_server: RunningServer):
+def test_case_matches_reference(case_name: str, reference_server: RunningServer,
+                                any_parsectl_server: RunningServer):
     case = CASES_BY_NAME[case_name]
     ref = send(reference_server, case)
-    got = send(parsectl_server, case)
+    got = send(any_parsectl_server, case)
     assert got.status_code == ref.status_code, (
         f"{case_name}: parsectl answered {describe(got)}; the reference {describe(ref)}"
     )
@@ -351,9 +354,9 @@ def test_crud_flow(server: RunningServer):
 
 
 @pytest.mark.reference
-def test_crud_flow_matches_reference(reference_server: RunningServer, parsectl_server: RunningServer):
+def test_crud_flow_matches_reference(reference_server: RunningServer, any_parsectl_server: RunningServer):
     ref = crud_result(reference_server)
-    got = crud_result(parsectl_server)
+    got = crud_result(any_parsectl_server)
     assert_same([list(x) for x in ref], [list(x) for x in got], "parsectl's create/get/update/find/delete answers",
                 "the reference's")
 

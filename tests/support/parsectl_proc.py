@@ -36,6 +36,8 @@ def parsectl_server(
     data_dir: Path | None = None,
     port: int | None = None,
     startup_timeout: float = 30.0,
+    database_uri: str | None = None,
+    extra_args: list[str] | None = None,
 ) -> Iterator[RunningServer]:
     """Start `parsectl serve`; yield a RunningServer once GET /parse/health answers 200 {"status":"ok"}.
 
@@ -51,6 +53,9 @@ def parsectl_server(
     ]
     if allow_client_class_creation:
         cmd.append("--allow-client-class-creation")
+    if database_uri:
+        cmd += ["--database-uri", database_uri]
+    cmd += extra_args or []
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
