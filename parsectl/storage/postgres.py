@@ -460,14 +460,16 @@ class PostgresAdapter:
             return f"{col} = COALESCE({col}, 0) + %s"
         if isinstance(change, AddUnique):
             params.append(Jsonb(change.initial_value()))
-            return (f"{col} = COALESCE({col}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(n.e ORDER BY n.i) FROM "
-                    f"jsonb_array_elements(%s::jsonb) WITH ORDINALITY n(e, i) WHERE NOT EXISTS (SELECT 1 FROM "
-                    f"jsonb_array_elements(COALESCE({col}, '[]'::jsonb)) o WHERE o = n.e)), '[]'::jsonb)")
+            # aliases start with "_" so they never meet a user column of the same name
+            return (f"{col} = COALESCE({col}, '[]'::jsonb) || COALESCE((SELECT jsonb_agg(_new._v ORDER BY _new._i)"
+                    f" FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS _new(_v, _i) WHERE NOT EXISTS ("
+                    f"SELECT 1 FROM jsonb_array_elements(COALESCE({col}, '[]'::jsonb)) AS _old(_v)"
+                    f" WHERE _old._v = _new._v)), '[]'::jsonb)")
         if isinstance(change, Remove):
             params.append(Jsonb(change.objects))
-            return (f"{col} = COALESCE((SELECT jsonb_agg(o.e ORDER BY o.i) FROM jsonb_array_elements("
-                    f"COALESCE({col}, '[]'::jsonb)) WITH ORDINALITY o(e, i) WHERE NOT EXISTS (SELECT 1 FROM "
-                    f"jsonb_array_elements(%s::jsonb) r WHERE r = o.e)), '[]'::jsonb)")
+            return (f"{col} = COALESCE((SELECT jsonb_agg(_old._v ORDER BY _old._i) FROM jsonb_array_elements("
+                    f"COALESCE({col}, '[]'::jsonb)) WITH ORDINALITY AS _old(_v, _i) WHERE NOT EXISTS (SELECT 1 FROM "
+                    f"jsonb_array_elements(%s::jsonb) AS _gone(_v) WHERE _gone._v = _old._v)), '[]'::jsonb)")
         if isinstance(change, Add):
             params.append(Jsonb(change.objects))
             return f"{col} = COALESCE({col}, '[]'::jsonb) || %s::jsonb"

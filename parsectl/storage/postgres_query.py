@@ -97,8 +97,8 @@ class PostgresCompiler(SQLCompiler):
         kind = _JSONB_TYPE.get(type(value))
         if kind is None:
             return self.FALSE
-        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) e WHERE jsonb_typeof(e) = '{kind}'"
-                f" AND e {op} {self.bind(Jsonb(value))})")
+        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) AS _e(_v) WHERE jsonb_typeof(_e._v) = "
+                f"'{kind}' AND _e._v {op} {self.bind(Jsonb(value))})")
 
     def array_contained_by(self, col: Column, values: list[Any]) -> str:
         return f"(COALESCE({col.sql}, '[]'::jsonb) <@ {self.bind(Jsonb(values))})"
@@ -110,8 +110,8 @@ class PostgresCompiler(SQLCompiler):
 
     def array_regex(self, col: Column, pattern: str, options: str) -> str:
         operator = "~*" if "i" in options else "~"
-        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) e WHERE jsonb_typeof(e) = 'string'"
-                f" AND (e #>> '{{}}') {operator} {self.bind(postgres_regex(pattern, options))})")
+        return (f"EXISTS (SELECT 1 FROM jsonb_array_elements({col.sql}) AS _e(_v) WHERE jsonb_typeof(_e._v) ="
+                f" 'string' AND (_e._v #>> '{{}}') {operator} {self.bind(postgres_regex(pattern, options))})")
 
     def perm_in(self, column: str, group: list[str]) -> str:
         return f"({column} IS NULL OR {column} && {self.bind(list(group))}::text[])"
