@@ -24,12 +24,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from parsectl.files import adapter_for as files_adapter_for
 from parsectl.model import codec, errors, query
 from parsectl.model.errors import HTTPError, ParseError
 from parsectl.model.schema import ClassSchema
 from parsectl.server.auth import Auth
 from parsectl.server.config import ServerOptions
 from parsectl.server.envelope import KeyPolicy, apply_body_keys, read_headers
+from parsectl.server.files_api import FilesApi
 from parsectl.server.http import (
     BodyTooLarge,
     Response,
@@ -70,6 +72,10 @@ class ParseServer:
         self.router = Router(self.rest)
         self.keys = KeyPolicy(self.options)
         self.cors = cors_headers(self.options.allow_origin)
+        self.files_adapter = files_adapter_for(self.options)
+        self.rest.files_adapter = self.files_adapter
+        self.files = FilesApi(self.options, self.files_adapter, self.keys, self._resolve_session, self._base_url,
+                              self.storage, self.schemas)
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -86,6 +92,7 @@ class ParseServer:
     async def stop(self) -> None:
         if self._started:
             await self.storage.close()
+            await self.files_adapter.close()
             self._started = False
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -150,6 +157,10 @@ class ParseServer:
             return Response(200, b"", None)
         if path == "/health":
             return Response.json({"status": "ok"})
+        if path == "/files" or path.startswith("/files/"):
+            response = await self.files.handle(scope, receive, method, path, root)
+            if response is not None:
+                return response
         raw = await read_body(receive, self.options.max_upload_bytes)
         body: Any = {}
         if raw.strip():

@@ -26,13 +26,15 @@ import orjson
 
 from parsectl.files import FileNotFound, FilesAdapter, FilesConfig, validate_filename
 from parsectl.files.mime import extension_for_type, extension_of, type_for_name
-from parsectl.model import errors
+from parsectl.model import errors, query
 from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
 from parsectl.server.config import ServerOptions, parse_size
 from parsectl.server.envelope import KeyInfo, KeyPolicy, apply_body_keys, read_headers, unauthorized
 from parsectl.server.http import BodyTooLarge, Response, read_body
 from parsectl.server.rest import _check_denylist
+from parsectl.server.schemas import SchemaController
+from parsectl.storage.base import StorageAdapter
 
 log = logging.getLogger("parsectl.server.files")
 
@@ -52,7 +54,6 @@ _DIRECTORY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_\-/]*$")
 _RESERVED_SEGMENTS = ("metadata",)
 
 ResolveSession = Callable[[Auth], Awaitable[None]]
-LoadUser = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
 def _forbidden() -> HTTPError:
@@ -89,15 +90,23 @@ class UploadRules:
 
 class FilesApi:
     def __init__(self, options: ServerOptions, adapter: FilesAdapter, keys: KeyPolicy,
-                 resolve_session: ResolveSession, load_user: LoadUser,
-                 base_url: Callable[[dict[str, Any], str], str]) -> None:
+                 resolve_session: ResolveSession, base_url: Callable[[dict[str, Any], str], str],
+                 storage: StorageAdapter, schemas: SchemaController) -> None:
         self.options = options
         self.adapter = adapter
         self.keys = keys
         self.rules = UploadRules(options.file_upload)
         self._resolve_session = resolve_session
-        self._load_user = load_user
         self._base_url = base_url
+        self.storage = storage
+        self.schemas = schemas
+
+    async def _load_user(self, user_id: str) -> dict[str, Any] | None:
+        schema = await self.schemas.get("_User")
+        if schema is None:
+            return None
+        rows = await self.storage.find(schema, query.Compare("objectId", "eq", user_id), limit=1)
+        return rows[0] if rows else None
 
     def config(self, scope: dict[str, Any], root: str) -> FilesConfig:
         return FilesConfig(self.options.app_id, self._base_url(scope, root).rstrip("/"))
@@ -298,7 +307,7 @@ class FilesApi:
         try:
             stat = await self.adapter.stat(name)
             content_type = type_for_name(name) or stat.content_type or "application/octet-stream"
-            ctype = content_type.encode("latin-1", "replace")
+            ctype = _with_charset(content_type).encode("latin-1", "replace")
             span = _parse_range(range_header, stat.length) if range_header else None
             if span == "unsatisfiable":
                 return Response(416, b"", None, [*headers, (b"content-range", f"bytes */{stat.length}".encode())])
@@ -340,6 +349,15 @@ class FilesApi:
             log.info("could not delete file %s", name, exc_info=True)
             raise ParseError(FILE_DELETE_ERROR, "Could not delete file.") from None
         return Response(200, b"", None)
+
+
+def _with_charset(content_type: str) -> str:
+    """Express's ``res.set('Content-Type', ...)`` adds ``charset=utf-8`` to textual types."""
+    essence = content_type.split(";", 1)[0].strip().lower()
+    textual = essence.startswith("text/") or essence in ("application/json", "application/javascript")
+    if textual and "charset=" not in content_type.lower():
+        return f"{content_type}; charset=utf-8"
+    return content_type
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:

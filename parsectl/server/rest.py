@@ -11,6 +11,7 @@ import secrets
 import string
 from typing import Any
 
+from parsectl.files import FilesAdapter, FilesConfig, file_url
 from parsectl.model import codec, errors, query
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp, parse_value
@@ -60,8 +61,11 @@ class RestService:
     def server_url(self) -> str:
         return (self.options.public_server_url or self.options.server_url or "").rstrip("/")
 
+    files_adapter: FilesAdapter | None = None  # set by ParseServer
+
     def file_url(self, name: str) -> str:
-        return f"{self.server_url()}/files/{self.options.app_id}/{name}"
+        config = FilesConfig(self.options.app_id, self.server_url())
+        return file_url(self.files_adapter, config, self.options.file_key, name)
 
     # --- permissions --------------------------------------------------------------------------------
     def _check_clp(self, schema: ClassSchema, operation: str, auth: Auth) -> None:
