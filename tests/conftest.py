@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.support.mongo import MongoServer, mongo_server
 from tests.support.parsectl_proc import parsectl_server as _parsectl_server
 from tests.support.pg import PgCluster, pg_cluster
 from tests.support.reference import reference_server as _reference_server
@@ -36,6 +37,19 @@ def pg() -> Iterator[PgCluster]:
 @pytest.fixture(scope="session")
 def pg_uri(pg: PgCluster) -> str:
     return pg.uri
+
+
+@pytest.fixture(scope="session")
+def mongo() -> Iterator[MongoServer]:
+    """SecantusDB (a MongoDB-wire server) for the session, or the MongoDB at $PARSECTL_TEST_MONGODB_URI."""
+    with mongo_server() as server:
+        yield server
+
+
+@pytest.fixture
+def mongo_uri(mongo: MongoServer) -> str:
+    """A ``mongodb://`` URI naming a fresh database for this test."""
+    return mongo.database_uri()
 
 
 @pytest.fixture(scope="session")

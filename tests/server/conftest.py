@@ -40,11 +40,14 @@ class Client:
 _databases = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow),
+                        pytest.param("mongodb", marks=pytest.mark.slow)])
 def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind parsectl serves."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'parse.db'}"
+    if request.param == "mongodb":
+        return request.getfixturevalue("mongo_uri")
     pg = request.getfixturevalue("pg")
     name = f"t{next(_databases)}"
     pg.psql(f"CREATE DATABASE {name}", database="postgres")
