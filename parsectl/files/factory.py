@@ -28,6 +28,8 @@ def data_dir(database_uri: str) -> Path:
     if database_uri.startswith("sqlite:"):
         path = database_uri.removeprefix("sqlite://").removeprefix("sqlite:")
         path = path.split("?", 1)[0]
+        if path.startswith("//"):  # sqlite:////abs/path (POSIX treats // as /)
+            path = "/" + path.lstrip("/")
         if path and path != ":memory:" and not path.startswith("/:memory:"):
             return Path(path).parent
     return Path(".")

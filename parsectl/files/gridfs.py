@@ -8,6 +8,7 @@ passes ``fileKey``), files are AES-256-GCM encrypted exactly as parse-server enc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,9 +40,15 @@ class GridFSFilesAdapter:
         self._client: Any = None
         self._bucket: Any = None
         self._database: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _get_bucket(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._bucket is not None and self._loop is not loop:
+            # AsyncMongoClient is bound to the loop it first ran on: a new loop gets a new client
+            self._client = self._bucket = self._database = None
         if self._bucket is None:
+            self._loop = loop
             from gridfs import AsyncGridFSBucket
             from pymongo import AsyncMongoClient
 
@@ -122,5 +129,7 @@ class GridFSFilesAdapter:
 
     async def close(self) -> None:
         if self._client is not None:
-            client, self._client, self._bucket = self._client, None, None
-            await client.close()
+            client, same_loop = self._client, self._loop is asyncio.get_running_loop()
+            self._client = self._bucket = self._database = None
+            if same_loop:
+                await client.close()
