@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,10 +177,26 @@ def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool)
         "lifespan": "on", "server_header": False, "date_header": True, "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
-        os.environ["PARSECTL_SERVE_OPTIONS"] = json.dumps(api)
-        uvicorn.run("parsectl.cli.serve:app_from_env", factory=True, workers=workers, **common)
+        _run_workers(api, host, port, workers, common)
     else:
-        uvicorn.run(_build_app(api), **common)
+        _serve(uvicorn.Config(_build_app(api), **common))
+
+
+def _serve(config: Any, sockets: list[Any] | None = None) -> None:
+    """Run uvicorn; SIGTERM/SIGINT shut down gracefully and the process then exits with 0."""
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:  # uvicorn would re-raise the signal after shutting down
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
+    Server(config).run(sockets=sockets)
 
 
 def _build_app(api: dict[str, Any]) -> Any:
@@ -190,6 +205,61 @@ def _build_app(api: dict[str, Any]) -> Any:
     return mounted(ParseServer(api))
 
 
-def app_from_env() -> Any:
-    """The app of one worker process (``--workers N``)."""
-    return _build_app(json.loads(os.environ["PARSECTL_SERVE_OPTIONS"]))
+def _listen(host: str, port: int) -> Any:
+    """A listening socket with SO_REUSEPORT: each worker has its own, and the kernel spreads new
+    connections across them (a shared socket leaves long-lived keep-alive connections on one worker)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _worker(api: dict[str, Any], host: str, port: int, common: dict[str, Any]) -> None:
+    import signal
+
+    import uvicorn
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # uvicorn installs its own; drop the parent's
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    sock = _listen(host, port)
+    config = uvicorn.Config(_build_app(api), **{k: v for k, v in common.items() if k not in ("host", "port")})
+    _serve(config, [sock])
+
+
+def _run_workers(api: dict[str, Any], host: str, port: int, workers: int, common: dict[str, Any]) -> None:
+    """Run ``workers`` server processes on one port; stop them all on SIGTERM/SIGINT or if one fails."""
+    import multiprocessing
+    import signal
+
+    _listen(host, port).close()  # fail here, with a clear error, if the port is taken
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_worker, args=(api, host, port, common), daemon=False) for _ in range(workers)]
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    for proc in procs:
+        proc.start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    while any(proc.is_alive() for proc in procs):
+        for proc in procs:
+            proc.join(timeout=0.2)
+            if not proc.is_alive() and proc.exitcode not in (0, None) and not stopping:
+                failed = True
+                stop(signal.SIGTERM, None)
+    if failed:
+        typer.echo("parsectl serve: a worker process failed; all workers were stopped", err=True)
+        raise typer.Exit(1)
