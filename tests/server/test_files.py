@@ -380,3 +380,23 @@ def test_legacy_hosted_names_with_file_key(make_files: MakeFiles) -> None:
     urls = [r["file"]["url"] for r in results]
     assert urls == ["http://files.parsetfss.com/fk123/tfss-1b4e28ba-2fa1-11d2-883f-0016d3cca427-photo.jpg",
                     f"{BASE}/files/test/ab_new.jpg"]
+
+
+def test_default_adapter_for_the_database(database_uri: str, tmp_path: Path) -> None:
+    """GridFS on MongoDB, ``<dir of the SQLite file>/files`` on SQLite (PostgreSQL would use ./files)."""
+    options: dict[str, Any] = {}
+    if database_uri.startswith("postgres"):
+        options["files_adapter"] = {"module": "fs", "options": {"filesDirectory": str(tmp_path / "pgfiles")}}
+    c = make_client(database_uri, **options)
+    try:
+        expected = {"sqlite": "FSFilesAdapter", "postgres": "FSFilesAdapter", "mongodb": "GridFSFilesAdapter"}
+        assert type(c.api.files_adapter).__name__ == expected[database_uri.split(":")[0].removesuffix("ql")]
+        name = upload(c, data=b"0123456789").json()["name"]
+        assert raw(c, "GET", f"/files/test/{name}").content == b"0123456789"
+        assert raw(c, "GET", f"/files/test/{name}", headers={"Range": "bytes=2-3"}).content == b"23"
+        if database_uri.startswith("sqlite"):
+            assert (tmp_path / "files" / name).read_bytes() == b"0123456789"
+        assert c.request("DELETE", f"/files/{name}", master=True).status_code == 200
+        assert raw(c, "GET", f"/files/test/{name}").status_code == 404
+    finally:
+        c.close()
