@@ -156,3 +156,18 @@ def test_user_session_and_role_rows_from_node_load(reference_server: RunningServ
     assert r.status_code == 200
     r = call(parsectl_same_db, "GET", "/classes/_User", master=False, **{"X-Parse-Session-Token": "r:nope"})
     assert (r.status_code, r.json()) == (400, {"code": 209, "error": "Invalid session token"})
+
+
+def test_parsectl_survives_a_postgres_restart(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A database restart costs the requests made while it is down, nothing more: the pool reconnects."""
+    from tests.support.pg import _run, pg_cluster
+
+    with pg_cluster() as pg, parsectl_server(data_dir=tmp_path_factory.mktemp("restart"),
+                                             database_uri=pg.uri) as srv:
+        oid = ok(call(srv, "POST", "/classes/Restart", {"n": 1}))["objectId"]
+        _run([str(pg.bindir / "pg_ctl"), "-D", str(pg.data_dir), "-l", str(pg.base_dir / "restart.log"), "-m",
+              "fast", "-w", "restart"], pg.run_as,
+             timeout=60)
+        answers = [call(srv, "GET", f"/classes/Restart/{oid}").status_code for _ in range(3)]
+        assert answers[-1] == 200, answers
+        assert ok(call(srv, "PUT", f"/classes/Restart/{oid}", {"n": {"__op": "Increment", "amount": 1}}))["n"] == 2
