@@ -1,18 +1,19 @@
-"""Load benchmark: `parsectl serve` (embedded SQLite) against node parse-server 9.10 on PostgreSQL 15.
+"""Load benchmark: `parsectl serve` (on embedded SQLite and on PostgreSQL) against node parse-server 9.10 on
+PostgreSQL 15, same machine, same PostgreSQL cluster.
 
 Run from the repository root (so `tests.support` is importable):
 
     .venv/bin/python -m bench.run                    # full: 2 s warm-up + 10 s per scenario, parsectl --workers 1
     .venv/bin/python -m bench.run --workers 1,2      # also parsectl --workers 2
     .venv/bin/python -m bench.run --quick            # 1 s warm-up + 3 s per scenario
-    .venv/bin/python -m bench.run --scenarios get,query --servers parsectl
+    .venv/bin/python -m bench.run --parsectl-db postgres --scenarios batch
 
 The load generator is `wrk` (Debian package `wrk`: `apt-get install -y wrk`), driven by a Lua script this
 file generates per scenario, so the client costs little CPU on a small machine. Every wrk run is bounded in
 time (-d) and by a subprocess timeout; all traffic goes to 127.0.0.1.
 
-This is a benchmark, not a test: it never fails on slowness, it reports. Non-2xx answers are counted per
-status code and a sample body is kept.
+This is a benchmark, not a test: it never fails on slowness, it reports. Non-2xx answers (and error
+sub-responses inside 2xx batch answers) are counted and a sample body is kept.
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import JS_DIR, REPO_ROOT, SetupError, free_port
-from tests.support.parsectl_proc import parsectl_command
-from tests.support.pg import pg_cluster
+from tests.support import JS_DIR, REPO_ROOT, SetupError
+from tests.support.parsectl_proc import parsectl_server
+from tests.support.pg import PG_DATABASE, PgCluster, pg_cluster
 from tests.support.reference import reference_server
-from tests.support.servers import RunningServer, stop_process, wait_healthy
+from tests.support.servers import RunningServer
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
-SCENARIOS = ("get", "query", "create", "increment")
+SCENARIOS = ("get", "query", "create", "increment", "batch")
+BATCH_SIZE = 20  # create sub-requests per POST /parse/batch
+PARSECTL_DBS = ("sqlite", "postgres")
 CLASS = "GameScore"
 SCORE_MAX = 9999
 INCREMENT_OBJECTS = 10
@@ -68,6 +71,9 @@ local SCORE_MAX = @@SCORE_MAX@@
 local IDS = {@@IDS@@}
 local HEADERS = {@@HEADERS@@}
 local INC_BODY = '{"score":{"__op":"Increment","amount":1}}'
+local BATCH_SIZE = @@BATCH_SIZE@@
+local BATCH_PATH = "@@PREFIX@@"
+local BATCH_URL = "@@BATCH_URL@@"
 
 local threads = {}
 local nthreads = 0
@@ -79,6 +85,10 @@ end
 
 codes = {}
 sample = nil
+-- batch: sub-responses inside 2xx answers
+subok = 0
+suberr = 0
+subsample = nil
 function init(args)
   math.randomseed(@@SEED@@ + 7919 * (tid or 0))
 end
@@ -95,6 +105,13 @@ function request()
     local body = '{"score":' .. math.random(0, SCORE_MAX) .. ',"playerName":"bench' .. math.random(1, 1000)
       .. '","cheatMode":false}'
     return wrk.format("POST", PREFIX, HEADERS, body)
+  elseif MODE == "batch" then
+    local parts = {}
+    for i = 1, BATCH_SIZE do
+      parts[i] = '{"method":"POST","path":"' .. BATCH_PATH .. '","body":{"score":' .. math.random(0, SCORE_MAX)
+        .. ',"playerName":"bench' .. math.random(1, 1000) .. '","cheatMode":false}}'
+    end
+    return wrk.format("POST", BATCH_URL, HEADERS, '{"requests":[' .. table.concat(parts, ",") .. ']}')
   else
     return wrk.format("PUT", PREFIX .. "/" .. IDS[math.random(#IDS)], HEADERS, INC_BODY)
   end
@@ -106,6 +123,17 @@ function response(status, headers, body)
   if (status < 200 or status > 299) and sample == nil then
     sample = k .. " " .. string.sub(body or "", 1, 300)
   end
+  if MODE == "batch" and status >= 200 and status <= 299 and body then
+    local _, ok = string.gsub(body, '"success"%s*:', "")
+    -- an error sub-response is {"error":{"code":..,"error":"..."}}: count the outer key only
+    local _, bad = string.gsub(body, '"error"%s*:%s*{', "")
+    subok = subok + ok
+    suberr = suberr + bad
+    if bad > 0 and subsample == nil then
+      local at = string.find(body, '"error"%s*:%s*{') or 1
+      subsample = k .. " sub-error " .. string.sub(body, at, at + 300)
+    end
+  end
 end
 
 local function jstr(s)
@@ -115,7 +143,12 @@ end
 function done(summary, latency, requests)
   local agg = {}
   local samples = {}
+  local sok, serr = 0, 0
   for _, t in ipairs(threads) do
+    sok = sok + (t:get("subok") or 0)
+    serr = serr + (t:get("suberr") or 0)
+    local ss = t:get("subsample")
+    if ss then table.insert(samples, jstr(ss)) end
     local c = t:get("codes")
     if c then
       for k, v in pairs(c) do agg[k] = (agg[k] or 0) + v end
@@ -133,6 +166,7 @@ function done(summary, latency, requests)
     ',"latency_us":{"p50":', latency:percentile(50), ',"p90":', latency:percentile(90),
     ',"p99":', latency:percentile(99), ',"mean":', latency.mean, ',"max":', latency.max, '}',
     ',"codes":{', table.concat(parts, ","), '}',
+    ',"batch_sub":{"success":', sok, ',"error":', serr, '}',
     ',"samples":[', table.concat(samples, ","), ']}\n')
 end
 """
@@ -161,6 +195,8 @@ def lua_script(mode: str, ids: list[str], headers: dict[str, str], seed: int) ->
         .replace("@@IDS@@", ",".join(lstr(i) for i in ids))
         .replace("@@HEADERS@@", ",".join(f"[{lstr(k)}]={lstr(v)}" for k, v in headers.items()))
         .replace("@@SEED@@", str(seed))
+        .replace("@@BATCH_SIZE@@", str(BATCH_SIZE))
+        .replace("@@BATCH_URL@@", "/parse/batch")
     )
 
 
@@ -304,13 +340,23 @@ def tree_memory(root: int | None) -> dict:
 
 
 class Target:
-    """A server under load: its URL, its app process tree and (for the reference) its database's."""
+    """A server under load: its URL, its app process tree and (on PostgreSQL) the cluster's process tree."""
 
-    def __init__(self, name: str, server: RunningServer, db_root: int | None, info: dict):
+    def __init__(
+        self,
+        name: str,
+        server: RunningServer,
+        db_root: int | None,
+        info: dict,
+        cluster: PgCluster | None = None,
+        database: str | None = None,
+    ):
         self.name = name
         self.server = server
         self.db_root = db_root
         self.info = info
+        self.cluster = cluster
+        self.database = database
 
     @property
     def app_root(self) -> int:
@@ -330,78 +376,73 @@ class Target:
     def alive(self) -> bool:
         return self.server.proc.poll() is None
 
+    def db_backends(self) -> int | None:
+        """PostgreSQL backends connected to this server's database right now (None off PostgreSQL)."""
+        if self.cluster is None or self.database is None:
+            return None
+        with contextlib.suppress(Exception):
+            out = self.cluster.psql(
+                f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{self.database}' "
+                "AND pid <> pg_backend_pid()",
+                database="postgres",
+            )
+            return int(out.strip())
+        return None
+
+
+def postmaster_pid(cluster: PgCluster) -> int:
+    return int((cluster.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def _redact(uri: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", uri)
+
 
 @contextlib.contextmanager
-def node_target() -> Iterator[Target]:
-    with (
-        pg_cluster() as cluster,
-        reference_server(cluster.uri, app_id=APP_ID, master_key=MASTER_KEY) as server,
-    ):
-        pid_file = cluster.data_dir / "postmaster.pid"
-        postmaster = int(pid_file.read_text().splitlines()[0])
+def node_target(cluster: PgCluster) -> Iterator[Target]:
+    with reference_server(cluster.uri, app_id=APP_ID, master_key=MASTER_KEY) as server:
         info = {
             "parse_server": _npm_version("parse-server"),
+            "database": "postgres",
             "postgres": cluster.psql("SHOW server_version").strip(),
             "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+            "database_uri": _redact(cluster.uri),
         }
-        yield Target("node", server, postmaster, info)
+        yield Target("node", server, postmaster_pid(cluster), info, cluster, PG_DATABASE)
 
 
 @contextlib.contextmanager
-def parsectl_target(workers: int) -> Iterator[Target]:
-    # tests.support.parsectl_proc.parsectl_server() has no way to pass --workers, so the command is built
-    # here from the same pieces (parsectl_command, wait_healthy, stop_process).
-    port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="parsectl-bench-data-"))
-    log_path = data_dir.parent / f"{data_dir.name}.log"
-    cmd = [
-        *parsectl_command(),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--app-id",
-        APP_ID,
-        "--master-key",
-        MASTER_KEY,
-        "--data-dir",
-        str(data_dir),
-        "--workers",
-        str(workers),
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    server = RunningServer(
-        kind="parsectl",
-        server_url=f"http://127.0.0.1:{port}/parse",
+def parsectl_target(workers: int, db: str, cluster: PgCluster | None = None) -> Iterator[Target]:
+    """parsectl serve --workers N on its embedded SQLite, or on a fresh database of the shared PG cluster."""
+    name = f"parsectl-{'pg' if db == 'postgres' else db}-w{workers}"
+    database_uri = None
+    database = None
+    if db == "postgres":
+        assert cluster is not None
+        database = f"parsectl_bench_w{workers}"
+        cluster.psql(f"DROP DATABASE IF EXISTS {database}", database="postgres")
+        cluster.psql(f"CREATE DATABASE {database}", database="postgres")
+        database_uri = cluster.uri.rsplit("/", 1)[0] + "/" + database
+    with parsectl_server(
         app_id=APP_ID,
         master_key=MASTER_KEY,
-        proc=proc,
-        log_path=log_path,
-        extra={"command": cmd},
-    )
-    try:
-        wait_healthy(proc, server.server_url, 30.0, log_path, f"`{' '.join(cmd)}`")
+        database_uri=database_uri,
+        extra_args=["--workers", str(workers)],
+        startup_timeout=60.0,
+    ) as server:
         info = {
             "workers": workers,
-            "sqlite": sqlite3.sqlite_version,
+            "database": db,
             "python": platform.python_version(),
-            "command": " ".join(cmd),
+            "command": _redact(" ".join(server.extra.get("command", []))),
         }
-        yield Target(f"parsectl-w{workers}", server, None, info)
-    finally:
-        stop_process(proc, timeout=10)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            log_path.unlink()
+        if db == "postgres":
+            info["postgres"] = cluster.psql("SHOW server_version").strip()
+            info["database_uri"] = _redact(database_uri)
+        else:
+            info["sqlite"] = sqlite3.sqlite_version
+        db_root = postmaster_pid(cluster) if db == "postgres" else None
+        yield Target(name, server, db_root, info, cluster if db == "postgres" else None, database)
 
 
 def _npm_version(pkg: str) -> str:
@@ -486,7 +527,7 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
         check_before = None
         if scen == "increment":
             check_before = score_sum(target, inc_ids)
-        elif scen == "create":
+        elif scen in ("create", "batch"):
             check_before = object_count(target)
         print(f"[{target.name}] {scen}: warm-up {args.warmup:g}s ...", flush=True)
         warm = run_wrk(
@@ -510,6 +551,7 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
             sample_port=target.port,
         )
         app1, db1 = target.cpu()
+        backends = target.db_backends()
         dur_s = res["duration_us"] / 1e6
         n = res["requests"]
         non2xx = n - ok_count(res)
@@ -532,6 +574,8 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
             "server_cpu_ms_per_req": round(1000 * ((app1 - app0) + (db1 - db0)) / n, 4) if n else None,
             "server_cores_busy": round(((app1 - app0) + (db1 - db0)) / dur_s, 2) if dur_s else None,
             "client_cpu_s": round(res["client_cpu_s"], 3),
+            # PostgreSQL backends connected to this server's own database just after the measured run
+            "db_backends": backends,
             # server-side keep-alive connections per process, sampled ~1 s into the measured run
             "connections_per_pid": res["connections_per_pid"],
             "warmup": {
@@ -557,8 +601,21 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
                 "creates_answered_2xx": counted,
                 "ok": counted <= delta <= counted + 2 * args.connections,
             }
+        elif scen == "batch":
+            delta = object_count(target) - check_before
+            sub_ok = warm["batch_sub"]["success"] + res["batch_sub"]["success"]
+            entry["batch_size"] = BATCH_SIZE
+            entry["objects_per_s"] = round(res["batch_sub"]["success"] / dur_s, 1) if dur_s else 0.0
+            entry["sub_requests"] = res["batch_sub"]
+            entry["check"] = {
+                "objects_added": delta,
+                "sub_creates_answered_success": sub_ok,
+                "ok": sub_ok <= delta <= sub_ok + 2 * args.connections * BATCH_SIZE,
+            }
         out["scenarios"][scen] = entry
         flag = f"  NON-2XX {non2xx} {res['codes']}" if non2xx else ""
+        if scen == "batch" and res["batch_sub"]["error"]:
+            flag += f"  SUB-ERRORS {res['batch_sub']['error']}"
         flag += f"  SOCKET-ERRORS {res['errors']}" if sock_errors else ""
         print(
             f"[{target.name}] {scen}: {entry['rps']:.0f} req/s  p50 {entry['latency_ms']['p50']:.2f} ms  "
@@ -597,66 +654,97 @@ def _ratio(a, b) -> str:
     return f"{a / b:.2f}x"
 
 
-def table(results: dict) -> str:
+def server_label(name: str, srv: dict) -> str:
+    info = srv.get("info", {})
+    if name == "node":
+        return f"node parse-server {info.get('parse_server', '?')} + PG"
+    m = re.fullmatch(r"parsectl-(sqlite|pg)-w(\d+)", name)
+    if m:
+        return f"parsectl {'SQLite' if m[1] == 'sqlite' else 'PG'}, {m[2]} worker{'s' if m[2] != '1' else ''}"
+    return name
+
+
+def _errors_cell(s: dict) -> str:
+    """non-2xx + socket errors (+ batch sub-request errors), with the status codes when there are any."""
+    if not s or "status_codes" not in s:
+        return "-"
+    sock = sum(v for k, v in s.get("socket_errors", {}).items() if k != "status")
+    sub = (s.get("sub_requests") or {}).get("error", 0)
+    if not s.get("non_2xx") and not sock and not sub:
+        return "0"
+    parts = []
+    if s.get("non_2xx"):
+        bad = {k: v for k, v in s["status_codes"].items() if not k.startswith("2")}
+        parts.append(
+            f"{s['non_2xx']:,} non-2xx (" + ", ".join(f"{k}: {v:,}" for k, v in sorted(bad.items())) + ")"
+        )
+    if sock:
+        parts.append(f"{sock:,} socket")
+    if sub:
+        parts.append(f"{sub:,} sub-request")
+    return "**" + "; ".join(parts) + "**"
+
+
+def markdown(results: dict) -> str:
+    """The README-ready report: one row per scenario and server, then memory; ratios are server / node."""
     servers = results["servers"]
+    cfg = results["config"]
     base = servers.get("node")
-    others = [k for k in servers if k != "node"]
-    cols = (["node+pg"] if base else []) + [f"{k}" + ("  (/node)" if base else "") for k in others]
-    head = ["scenario", "metric", *cols]
-    rows: list[list[str]] = []
-    metrics = [
-        ("req/s", lambda s: s.get("rps"), 0),
-        ("p50 ms", lambda s: s.get("latency_ms", {}).get("p50"), 2),
-        ("p99 ms", lambda s: s.get("latency_ms", {}).get("p99"), 2),
-        ("non-2xx", lambda s: s.get("non_2xx"), 0),
-        (
-            "sock err",
-            lambda s: (
-                sum(v for k, v in s.get("socket_errors", {}).items() if k != "status")
-                if "socket_errors" in s
-                else None
-            ),
-            0,
-        ),
-        ("cpu ms/req", lambda s: s.get("server_cpu_ms_per_req"), 3),
-        ("cores busy", lambda s: s.get("server_cores_busy"), 2),
-    ]
-    for scen in results["config"]["scenarios"]:
-        for label, get, digits in metrics:
-            row = [scen, label]
-            bval = get(base["scenarios"].get(scen, {})) if base else None
-            if base:
-                row.append(_fmt(bval, digits))
-            for k in others:
-                val = get(servers[k]["scenarios"].get(scen, {}))
-                cell = _fmt(val, digits)
-                if base and label in ("req/s", "p50 ms", "p99 ms", "cpu ms/req"):
-                    cell += f"  ({_ratio(val, bval)})"
-                row.append(cell)
-            rows.append(row)
-    for label, key in (("RSS MiB", "rss_bytes"), ("PSS MiB", "pss_bytes")):
-        row = ["end", label]
-        bval = base["memory_end"][key] / 2**20 if base else None
-        if base:
-            row.append(_fmt(bval, 0))
-        for k in others:
-            val = servers[k]["memory_end"][key] / 2**20
-            row.append(_fmt(val, 0) + (f"  ({_ratio(val, bval)})" if base else ""))
-        rows.append(row)
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    order = ["node", *[k for k in servers if k != "node"]]
     lines = [
-        "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
-        "  ".join("-" * w for w in widths),
+        f"{cfg['connections']} keep-alive connections, {cfg['warmup_s']:g} s warm-up + {cfg['duration_s']:g} s "
+        f"measured per scenario, wrk -t{cfg['wrk_threads']}, {cfg['seed_count']:,} seeded objects, "
+        f"{results['machine']['cpus']} CPUs (wrk on the same machine). `batch` = `POST /parse/batch` with "
+        f"{BATCH_SIZE} creates, counted as requests (batches) per second. ×node = server ÷ node. "
+        "CPU = the server's process tree, plus for PG rows the whole PostgreSQL cluster's process tree "
+        "(postmaster, background workers and the backends serving that server; node is stopped before "
+        "parsectl runs on the same cluster).",
+        "",
+        "| scenario | server | req/s | ×node | p50 ms | p99 ms | errors | CPU ms/req | ×node |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    prev = None
-    for r in rows:
-        if prev is not None and r[0] != prev:
-            lines.append("")
-        prev = r[0]
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+    for scen in cfg["scenarios"]:
+        bs = (base or {}).get("scenarios", {}).get(scen, {})
+        for name in order:
+            srv = servers[name]
+            sc = srv.get("scenarios", {}).get(scen)
+            label = server_label(name, srv)
+            if not sc or "rps" not in sc:
+                why = srv.get("error", "") or (sc or {}).get("skipped", "not run")
+                lines.append(
+                    f"| {scen} | {label} | - | - | - | - | {why.splitlines()[0][:80] if why else '-'} | - | - |"
+                )
+                continue
+            lat = sc["latency_ms"]
+            is_base = name == "node"
+            lines.append(
+                f"| {scen} | {label} | {_fmt(sc['rps'], 0)} | {'1.00x' if is_base else _ratio(sc['rps'], bs.get('rps'))} "
+                f"| {_fmt(lat['p50'], 1)} | {_fmt(lat['p99'], 1)} | {_errors_cell(sc)} "
+                f"| {_fmt(sc['server_cpu_ms_per_req'], 2)} "
+                f"| {'1.00x' if is_base else _ratio(sc['server_cpu_ms_per_req'], bs.get('server_cpu_ms_per_req'))} |"
             )
+    lines += [
+        "",
+        "Memory at the end of the run (MiB, summed over the process tree; app = server processes, "
+        "db = PostgreSQL cluster). RSS counts PostgreSQL's shared buffers once per backend; PSS is the fairer sum.",
+        "",
+        "| server | RSS app | RSS db | PSS app | PSS db | PSS total | ×node |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    base_pss = base["memory_end"]["pss_bytes"] if base and "app" in base.get("memory_end", {}) else None
+    for name in order:
+        srv = servers[name]
+        mem = srv.get("memory_end", {})
+        if "app" not in mem:
+            lines.append(f"| {server_label(name, srv)} | - | - | - | - | - | - |")
+            continue
+        mib = lambda b: _fmt(b / 2**20, 0)  # noqa: E731
+        has_db = bool(mem["db"]["processes"])
+        lines.append(
+            f"| {server_label(name, srv)} | {mib(mem['app']['rss_bytes'])} | "
+            f"{mib(mem['db']['rss_bytes']) if has_db else '-'} | {mib(mem['app']['pss_bytes'])} | "
+            f"{mib(mem['db']['pss_bytes']) if has_db else '-'} | {mib(mem['pss_bytes'])} | "
+            f"{'1.00x' if name == 'node' else _ratio(mem['pss_bytes'], base_pss)} |"
         )
     return "\n".join(lines)
 
@@ -674,6 +762,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma list from {','.join(SCENARIOS)}")
     p.add_argument("--servers", default="node,parsectl", help="comma list from node,parsectl")
     p.add_argument("--workers", default="1", help="parsectl --workers values, comma list (e.g. 1,2)")
+    p.add_argument(
+        "--parsectl-db",
+        default=",".join(PARSECTL_DBS),
+        help="parsectl storage, comma list from sqlite,postgres (postgres: its own database in node's cluster)",
+    )
     p.add_argument("--duration", type=float, default=None, help="measured seconds per scenario (default 10)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per scenario (default 2)")
     p.add_argument("--connections", type=int, default=32)
@@ -682,7 +775,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed-count", type=int, default=None, help="objects seeded per server (default 1000)")
     p.add_argument("--master", action="store_true", help="send the master key with the load requests too")
-    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON path; the markdown goes next to it (.md)"
+    )
     a = p.parse_args(argv)
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     bad = [s for s in a.scenarios if s not in SCENARIOS]
@@ -692,6 +787,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not set(a.servers) <= {"node", "parsectl"}:
         p.error("--servers takes node and/or parsectl")
     a.workers = [int(w) for w in a.workers.split(",") if w.strip()]
+    a.parsectl_db = [d.strip() for d in a.parsectl_db.split(",") if d.strip()]
+    if not a.parsectl_db or not set(a.parsectl_db) <= set(PARSECTL_DBS):
+        p.error(f"--parsectl-db takes {' and/or '.join(PARSECTL_DBS)}")
     a.duration = a.duration if a.duration is not None else (3.0 if a.quick else 10.0)
     a.warmup = a.warmup if a.warmup is not None else (1.0 if a.quick else 2.0)
     a.seed_count = a.seed_count if a.seed_count is not None else (300 if a.quick else 1000)
@@ -711,6 +809,38 @@ def _git_commit() -> str:
     return "?"
 
 
+def _git_dirty() -> list[str]:
+    with contextlib.suppress(Exception):
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        return [ln[3:] for ln in out.splitlines() if ln.strip()]
+    return []
+
+
+def _run_one(results: dict, name: str, make_cm, args: argparse.Namespace, wrk: str, workdir: Path) -> None:
+    """Start one server fresh, run every scenario, stop it. Failures are recorded, not raised."""
+    print(f"=== {name}: starting fresh ...", flush=True)
+    t0 = time.monotonic()
+    entry: dict | None = None
+    try:
+        with make_cm() as target:
+            entry = bench_target(target, args, wrk, workdir)
+    except Exception as exc:  # report and go on with the other servers
+        if entry is None:
+            print(f"=== {name}: FAILED: {exc}", file=sys.stderr, flush=True)
+            entry = {"error": str(exc)[:4000], "scenarios": {}, "memory_end": {}}
+        else:  # e.g. parsectl_server()'s clean-shutdown assertion: the measurements stand
+            print(f"=== {name}: error on shutdown: {exc}", file=sys.stderr, flush=True)
+            entry["shutdown_error"] = str(exc)[:4000]
+    entry["wall_s"] = round(time.monotonic() - t0, 1)
+    results["servers"][name] = entry
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -718,9 +848,12 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    t_start = time.monotonic()
     results: dict = {
         "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
+        "command": "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
         "config": {
             "scenarios": args.scenarios,
@@ -730,43 +863,79 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": args.threads,
             "seed_count": args.seed_count,
             "increment_objects": INCREMENT_OBJECTS,
+            "batch_size": BATCH_SIZE,
             "master_key_on_load": args.master,
+            "parsectl_workers": args.workers,
+            "parsectl_db": args.parsectl_db,
             "wrk": wrk_version(wrk),
             "quick": args.quick,
         },
         "servers": {},
     }
-    plan: list[tuple[str, contextlib.AbstractContextManager]] = []
-    if "node" in args.servers:
-        plan.append(("node", node_target()))
-    if "parsectl" in args.servers:
-        plan.extend((f"parsectl-w{w}", parsectl_target(w)) for w in args.workers)
+    run_node = "node" in args.servers
+    pg_workers = args.workers if "parsectl" in args.servers and "postgres" in args.parsectl_db else []
+    sqlite_workers = args.workers if "parsectl" in args.servers and "sqlite" in args.parsectl_db else []
     with tempfile.TemporaryDirectory(prefix="parsectl-bench-") as tmp:
-        for name, cm in plan:
-            print(f"=== {name}: starting fresh ...", flush=True)
+        workdir = Path(tmp)
+        if run_node or pg_workers:
+            # One private cluster: node on database `parse`, then each parsectl-pg on its own fresh database.
+            # node is stopped before parsectl starts, so the cluster's process tree serves one server at a time.
+            pg_names = (["node"] if run_node else []) + [f"parsectl-pg-w{w}" for w in pg_workers]
             try:
-                with cm as target:
-                    results["servers"][name] = bench_target(target, args, wrk, Path(tmp))
-            except Exception as exc:  # report and go on with the other servers
-                print(f"=== {name}: FAILED: {exc}", file=sys.stderr, flush=True)
-                results["servers"][name] = {
-                    "error": str(exc)[:4000],
-                    "scenarios": {},
-                    "memory_end": {"rss_bytes": 0, "pss_bytes": 0},
-                }
+                with pg_cluster() as cluster:
+                    if run_node:
+                        _run_one(results, "node", lambda: node_target(cluster), args, wrk, workdir)
+                    for w in pg_workers:
+                        with contextlib.suppress(Exception):
+                            cluster.psql("CHECKPOINT", database="postgres")
+                        _run_one(
+                            results,
+                            f"parsectl-pg-w{w}",
+                            lambda w=w: parsectl_target(w, "postgres", cluster),
+                            args,
+                            wrk,
+                            workdir,
+                        )
+            except Exception as exc:
+                print(f"=== PostgreSQL cluster: FAILED: {exc}", file=sys.stderr, flush=True)
+                for name in pg_names:
+                    results["servers"].setdefault(
+                        name,
+                        {
+                            "error": f"PostgreSQL cluster: {str(exc)[:4000]}",
+                            "scenarios": {},
+                            "memory_end": {},
+                        },
+                    )
+        for w in sqlite_workers:
+            _run_one(
+                results, f"parsectl-sqlite-w{w}", lambda w=w: parsectl_target(w, "sqlite"), args, wrk, workdir
+            )
     results["finished_at"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    results["wall_s"] = round(time.monotonic() - t_start, 1)
+
+    # node first, then parsectl grouped by database, then by workers
+    def _key(name: str) -> tuple:
+        m = re.fullmatch(r"parsectl-(\w+)-w(\d+)", name)
+        return (0,) if name == "node" else (1, m[1] != "sqlite", int(m[2])) if m else (2, name)
+
+    results["servers"] = dict(sorted(results["servers"].items(), key=lambda kv: _key(kv[0])))
+    md = markdown(results)
+    results["markdown"] = md
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(
-        f"{args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s per scenario, "
-        f"wrk -t{args.threads}; ratios are parsectl / node; cpu = server process tree(s) incl. PostgreSQL "
-        "for node"
+    md_path = args.output.with_suffix(".md")
+    md_path.write_text(
+        f"<!-- generated by bench/run.py ({results['command']}), {results['started_at']}, "
+        f"commit {results['git_commit'][:12]}{' (dirty)' if results['git_dirty'] else ''} -->\n\n" + md + "\n"
     )
-    print(table(results))
+    print()
+    print(md)
     for name, srv in results["servers"].items():
         if "error" in srv:
             print(f"\n{name}: ERROR {srv['error'][:1000]}")
+        if "shutdown_error" in srv:
+            print(f"\n{name}: SHUTDOWN ERROR {srv['shutdown_error'][:1000]}")
         for scen, s in srv.get("scenarios", {}).items():
             if s.get("non_2xx") or s.get("error_samples"):
                 print(
@@ -782,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "skipped" in s:
                 print(f"\n{name} {scen}: skipped ({s['skipped']})")
-    print(f"\nJSON: {args.output}")
+    print(f"\nJSON: {args.output}\nMarkdown: {md_path}\nwall time {results['wall_s']:.0f} s")
     return 0
 
 
