@@ -73,6 +73,19 @@ DEFAULT_FIELDS: dict[str, dict[str, FieldType]] = {
     },
 }
 
+# Internal _User fields parse-server keeps next to the schema's fields (never returned to clients).
+USER_INTERNAL_FIELDS: dict[str, FieldType] = {
+    "_hashed_password": {"type": "String"},
+    "_email_verify_token_expires_at": {"type": "Date"},
+    "_email_verify_token": {"type": "String"},
+    "_account_lockout_expires_at": {"type": "Date"},
+    "_failed_login_count": {"type": "Number"},
+    "_perishable_token": {"type": "String"},
+    "_perishable_token_expires_at": {"type": "Date"},
+    "_password_changed_at": {"type": "Date"},
+    "_password_history": {"type": "Array"},
+}
+
 # Fields a client never writes directly (they are set by the server).
 READ_ONLY_FIELDS = frozenset(("objectId", "createdAt", "updatedAt"))
 

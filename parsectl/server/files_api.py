@@ -311,19 +311,20 @@ class FilesApi:
             span = _parse_range(range_header, stat.length) if range_header else None
             if span == "unsatisfiable":
                 return Response(416, b"", None, [*headers, (b"content-range", f"bytes */{stat.length}".encode())])
-            if span is None:
-                data = await self.adapter.get_file_data(name)
-                return Response(200, data, ctype, headers)
-            start, end = span
-            data = b"".join([chunk async for chunk in self.adapter.get_file_range(name, start, end)])
         except FileNotFound:
             return not_found
         except Exception:  # noqa: BLE001 - parse-server answers any read failure with 404
             log.exception("could not read file %s", name)
             return not_found
+        # the bytes are streamed in the adapters' chunks, never held whole in memory
+        if span is None:
+            return Response(200, None, ctype, headers, stream=self.adapter.get_file_range(name, 0, stat.length),
+                            stream_length=stat.length)
+        start, end = span
         headers += [(b"accept-ranges", b"bytes"),
                     (b"content-range", f"bytes {start}-{end - 1}/{stat.length}".encode())]
-        return Response(206, data, ctype, headers)
+        return Response(206, None, ctype, headers, stream=self.adapter.get_file_range(name, start, end),
+                        stream_length=end - start)
 
     async def metadata(self, scope: dict[str, Any], app_id: str, name: str) -> Response:
         if app_id != self.options.app_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ class Response:
     content_type: bytes | None = JSON_TYPE
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     data: Any = None
+    # a streamed body (file downloads): chunks of exactly ``stream_length`` bytes in all
+    stream: AsyncIterator[bytes] | None = None
+    stream_length: int = 0
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
@@ -90,6 +94,16 @@ async def send_response(send: Any, response: Response, cors: list[tuple[bytes, b
     headers = list(cors)
     if response.content_type:
         headers.append((b"content-type", response.content_type))
+    if response.stream is not None:
+        headers.append((b"content-length", str(response.stream_length).encode()))
+        headers.extend(response.headers)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        try:
+            async for chunk in response.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await send({"type": "http.response.body", "body": b""})
+        return
     body = response.encoded()
     headers.append((b"content-length", str(len(body)).encode()))
     headers.extend(response.headers)

@@ -30,7 +30,7 @@ from parsectl.model.codec import FieldType
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
 from parsectl.model.query import Node, SortKey
-from parsectl.model.schema import DEFAULT_FIELDS, ClassSchema, default_clp
+from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSchema, default_clp
 from parsectl.storage.base import StoredObject
 from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
 from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
@@ -44,18 +44,7 @@ _PG_TYPES = {
 }
 _CASTS = {"GeoPoint": "::point", "Polygon": "::polygon"}
 _PERM_FIELD = {"type": "Array", "contents": {"type": "String"}}
-# Internal _User columns parse-server creates with the table (not in _SCHEMA).
-_USER_INTERNAL: dict[str, FieldType] = {
-    "_email_verify_token_expires_at": {"type": "Date"},
-    "_email_verify_token": {"type": "String"},
-    "_account_lockout_expires_at": {"type": "Date"},
-    "_failed_login_count": {"type": "Number"},
-    "_perishable_token": {"type": "String"},
-    "_perishable_token_expires_at": {"type": "Date"},
-    "_password_changed_at": {"type": "Date"},
-    "_password_history": {"type": "Array"},
-    "_hashed_password": {"type": "String"},
-}
+_USER_INTERNAL = USER_INTERNAL_FIELDS
 # Classes parse-server creates at start-up, with its indexes.
 _STARTUP_INDEXES = [
     ("_User", 'CREATE UNIQUE INDEX IF NOT EXISTS "_User_unique_username" ON "_User" ("username")'),

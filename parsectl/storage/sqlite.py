@@ -26,13 +26,20 @@ from parsectl.model.codec import FieldType
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp
 from parsectl.model.query import Node, SortKey
-from parsectl.model.schema import ClassSchema
+from parsectl.model.schema import USER_INTERNAL_FIELDS, ClassSchema
 from parsectl.storage.base import StoredObject
 from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
 from parsectl.storage.sqlite_query import Compiler, regex_match
 
 _COLUMN_SQL = {"Number": "NUMERIC", "Boolean": "INTEGER"}
 
+
+
+def _table_fields(schema: ClassSchema) -> dict[str, FieldType]:
+    """The schema's fields plus the internal columns parse-server keeps on ``_User``."""
+    if schema.class_name == "_User":
+        return {**schema.fields, **USER_INTERNAL_FIELDS}
+    return schema.fields
 
 
 def _column_type(field_type: FieldType) -> str:
@@ -166,7 +173,7 @@ class SQLiteAdapter:
                 return stored
             columns = ['"objectId" TEXT PRIMARY KEY', '"createdAt" TEXT', '"updatedAt" TEXT', '"_rperm" TEXT',
                        '"_wperm" TEXT']
-            for name, ftype in schema.fields.items():
+            for name, ftype in _table_fields(schema).items():
                 if name in SYSTEM_COLUMNS or ftype["type"] in ("ACL", "Relation"):
                     continue
                 columns.append(f"{quote(name)} {_column_type(ftype)}")
@@ -231,13 +238,13 @@ class SQLiteAdapter:
     # --- rows ---------------------------------------------------------------------------------------------
     def _row_decoders(self, schema: ClassSchema) -> list[tuple[str, Any]]:
         cached = self._decoders.get(id(schema))
-        if cached is not None and cached[0] is schema and len(cached[1]) == len(schema.fields) + 2:
+        if cached is not None and cached[0] is schema:
             return cached[1]
         decoders: list[tuple[str, Any]] = [
             ("objectId", None), ("createdAt", None), ("updatedAt", None), ("_rperm", orjson.loads),
             ("_wperm", orjson.loads),
         ]
-        for name, ftype in schema.fields.items():
+        for name, ftype in _table_fields(schema).items():
             if name not in SYSTEM_COLUMNS:
                 decoders.append((name, _decoder(name, ftype)))
         self._decoders[id(schema)] = (schema, decoders)
@@ -245,8 +252,8 @@ class SQLiteAdapter:
 
     def _columns(self, schema: ClassSchema) -> list[str]:
         return list(SYSTEM_COLUMNS) + [
-            name for name, t in schema.fields.items()
-            if name not in SYSTEM_COLUMNS and t["type"] not in ("ACL", "Relation")
+            name for name, t in _table_fields(schema).items()
+            if name not in SYSTEM_COLUMNS and t["type"] not in ("ACL", "Relation") and name != "password"
         ]
 
     def _select(self, schema: ClassSchema) -> tuple[str, list[tuple[str, Any]]]:
@@ -302,7 +309,9 @@ class SQLiteAdapter:
             elif name in ("objectId", "createdAt", "updatedAt"):
                 values[name] = value
             else:
-                ftype = schema.fields.get(name)
+                ftype = _table_fields(schema).get(name)
+                if name.startswith("_") and ftype is None:
+                    continue  # an internal field this class has no column for (e.g. a legacy _session_token)
                 if ftype is None or ftype["type"] in ("Relation", "ACL"):
                     if ftype is None and value is not None:
                         raise ParseError(errors.INCORRECT_TYPE, f"field {name} is not in the schema of "
