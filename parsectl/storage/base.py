@@ -63,3 +63,18 @@ class StorageAdapter(Protocol):
 
     async def delete(self, schema: ClassSchema, where: Node, *, many: bool = False) -> int:
         """Delete the first (or every) matching object with its relation rows; return how many."""
+
+    # --- bulk paths (migration) ----------------------------------------------------------------------------
+    async def insert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
+        """Insert objects in one transaction, skipping any whose objectId (or unique field) exists;
+        return how many were inserted. Idempotent, so an interrupted load can simply be repeated."""
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """Add (owningId, relatedId) rows to a relation, ignoring rows already there."""
+
+    async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
+                            limit: int = 5000) -> list[tuple[str, str]]:
+        """(owningId, relatedId) rows in that order, after a given row."""
+
+    async def analyze(self) -> None:
+        """Refresh the database's statistics after a bulk load."""

@@ -524,6 +524,68 @@ class PostgresAdapter:
         return len(ids)
 
 
+    # --- bulk paths ---------------------------------------------------------------------------------------
+    async def insert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
+        """COPY into a temporary table, then one INSERT ... ON CONFLICT DO NOTHING (idempotent)."""
+        if not objects:
+            return 0
+        rows: list[dict[str, Any]] = []
+        for obj in objects:
+            row = {}
+            for name, value in obj.items():
+                ftype = self._field_type(schema, name)
+                if ftype is None or ftype["type"] in ("Relation", "ACL") or value is None:
+                    continue
+                row[name] = self._value(ftype, value)[1]
+            rows.append(row)
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        cols = ", ".join(quote(n) for n in names)
+        table = quote(schema.class_name)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(f'CREATE TEMP TABLE "_parsectl_load" (LIKE {table}) ON COMMIT DROP')
+            try:
+                async with conn.cursor() as cur:
+                    async with cur.copy(f'COPY "_parsectl_load" ({cols}) FROM STDIN') as copy:
+                        for row in rows:
+                            await copy.write_row([_copy_value(row.get(n)) for n in names])
+                    await cur.execute(f'INSERT INTO {table} ({cols}) SELECT {cols} FROM "_parsectl_load"'
+                                      " ON CONFLICT DO NOTHING")
+                    return cur.rowcount
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+                raise _nul_error() from None
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(self._join_ddl(field, class_name))
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    f'INSERT INTO {quote(join_table(field, class_name))} ("owningId", "relatedId") VALUES (%s, %s)'
+                    " ON CONFLICT DO NOTHING", pairs)
+
+    async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
+                            limit: int = 5000) -> list[tuple[str, str]]:
+        table = quote(join_table(field, class_name))
+        where, params = ("", []) if after is None else (' WHERE ("owningId", "relatedId") > (%s, %s)', list(after))
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(f'SELECT "owningId", "relatedId" FROM {table}{where}'
+                                         f' ORDER BY "owningId", "relatedId" LIMIT {int(limit)}', params)
+                return [(a, b) for a, b in await cur.fetchall()]
+        except pg_errors.UndefinedTable:
+            return []
+
+    async def analyze(self) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("ANALYZE")
+
+
+def _copy_value(value: Any) -> Any:
+    """COPY takes text for the geometric types and JSON; psycopg adapts the rest."""
+    if isinstance(value, Jsonb):
+        return orjson.dumps(value.obj).decode()
+    return value
+
+
 def _decoder(ftype: FieldType) -> Any:
     kind = ftype["type"]
     if kind == "Date":

@@ -405,3 +405,38 @@ class SQLiteAdapter:
                     db.execute(f'DELETE FROM {quote(join_table(field, schema.class_name))} WHERE "owningId" = ?',
                                (oid,))
             return len(ids)
+
+    # --- bulk paths ---------------------------------------------------------------------------------------
+    async def insert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
+        if not objects:
+            return 0
+        rows = [self._row_values(schema, obj) for obj in objects]
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        sql = (f"INSERT OR IGNORE INTO {quote(schema.class_name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(sql, [[row.get(n) for n in names] for row in rows])
+            return db.total_changes - before
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        with self._write() as db:
+            self._create_join_table(field, class_name)
+            db.executemany(f'INSERT OR IGNORE INTO {quote(join_table(field, class_name))} ("owningId", "relatedId")'
+                           " VALUES (?, ?)", pairs)
+
+    async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
+                            limit: int = 5000) -> list[tuple[str, str]]:
+        table = quote(join_table(field, class_name))
+        where, params = ("", []) if after is None else (' WHERE ("owningId", "relatedId") > (?, ?)', list(after))
+        try:
+            rows = self.db.execute(f'SELECT "owningId", "relatedId" FROM {table}{where}'
+                                   f' ORDER BY "owningId", "relatedId" LIMIT {int(limit)}', params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if self._missing_table(exc):
+                return []
+            raise
+        return [(a, b) for a, b in rows]
+
+    async def analyze(self) -> None:
+        self.db.execute("ANALYZE")
