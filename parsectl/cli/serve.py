@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from parsectl.server.config import ConfigError, parse_bool
+from parsectl.uri import redact
 
 EPILOG = """\
 Examples:
@@ -103,7 +104,7 @@ def serve(
     if not options.server_url:
         options.server_url = url
         api["serverURL"] = url
-    report: dict[str, Any] = {"url": url, "appId": options.app_id, "databaseURI": _redact(options.database_uri),
+    report: dict[str, Any] = {"url": url, "appId": options.app_id, "databaseURI": redact(options.database_uri),
                               "workers": workers}
     if generated:
         report["masterKey"] = options.master_key
@@ -153,15 +154,6 @@ def _port(value: Any) -> int:
         raise ConfigError(f"port must be between 1 and 65535, not {port}")
     return port
 
-
-def _redact(uri: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
 
 
 def _fail(message: str) -> None:

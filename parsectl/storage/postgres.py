@@ -34,6 +34,7 @@ from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSch
 from parsectl.storage.base import StoredObject
 from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
 from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
+from parsectl.uri import redact
 
 log = logging.getLogger("parsectl.storage.postgres")
 
@@ -144,13 +145,13 @@ class PostgresAdapter:
             probe = await psycopg.AsyncConnection.connect(self.uri, connect_timeout=max(1, int(self.pool.timeout)))
             await probe.close()
         except psycopg.Error as exc:
-            raise ConnectionError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: "
+            raise ConnectionError(f"cannot connect to PostgreSQL at {redact(self.uri)}: "
                                   f"{str(exc).strip().splitlines()[0]}") from None
         try:
             await self.pool.open(wait=True, timeout=self.pool.timeout)
         except Exception as exc:  # noqa: BLE001 - reported as a clear start-up error
             await self.pool.close()
-            raise ConnectionError(f"cannot connect to PostgreSQL at {_redact(self.uri)}: {exc}") from None
+            raise ConnectionError(f"cannot connect to PostgreSQL at {redact(self.uri)}: {exc}") from None
         async with self.pool.connection() as conn:
             await conn.execute(
                 'CREATE TABLE IF NOT EXISTS "_SCHEMA" ("className" varchar(120), "schema" jsonb,'
@@ -607,14 +608,6 @@ def _decoder(ftype: FieldType) -> Any:
 def _nul_error() -> ParseError:
     return ParseError(errors.INVALID_JSON, "Strings cannot contain the \\u0000 character on PostgreSQL")
 
-
-def _redact(uri: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return uri
 
 
 __all__ = ["DEFAULT_FIELDS", "PostgresAdapter", "from_postgres_schema", "to_postgres_schema"]
