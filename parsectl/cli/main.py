@@ -7,7 +7,7 @@ import os
 import typer
 
 from parsectl import __version__
-from parsectl.cli import serve
+from parsectl.cli import migrate, serve
 
 app = typer.Typer(
     name="parsectl",
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
+app.add_typer(migrate.app, name="migrate")
 
 
 def _version(value: bool) -> None:

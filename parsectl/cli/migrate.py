@@ -1,0 +1,272 @@
+"""``parsectl migrate`` and ``parsectl migrate verify``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+EPILOG = """\
+Examples:
+
+  parsectl migrate --from export.zip --to postgres://parse:pw@db:5432/parse --dry-run
+
+  parsectl migrate --from export.zip --to mongodb://db:27017/parse --files --files-from ./files
+
+  parsectl migrate --from https://old.example.com/parse --app-id APP --master-key KEY --to sqlite:///parse.db
+
+  parsectl migrate --from mongodb://old:27017/parse --to postgres://... --mode merge --yes
+
+  parsectl migrate verify --from export.zip --to postgres://parse:pw@db:5432/parse
+
+Interrupted? Run the same command again: it continues where it stopped.
+"""
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+
+app = typer.Typer(help="Move a Parse app's data into a self-hosted database with nothing lost.",
+                  invoke_without_command=True, no_args_is_help=True, epilog=EPILOG)
+
+FROM_HELP = ("A Parse.com export (.zip or folder), a live Parse Server URL (https://host/parse), or a "
+             "database URI (mongodb://, postgres://, sqlite:///)")
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+    typer.echo(f"parsectl migrate: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
+                files_from: Path | None, rewrite: str | None, include_sessions: bool) -> Any:
+    """The Source for ``--from``."""
+    if spec.startswith(("http://", "https://")):
+        if not app_id or not master_key:
+            _fail("a Parse Server source needs --app-id and --master-key")
+        from parsectl.migrate.sources.rest import RestSource
+
+        return RestSource(spec, app_id, master_key, include_sessions=include_sessions)
+    if spec.startswith(("mongodb://", "mongodb+srv://", "postgres://", "postgresql://", "sqlite:")):
+        from parsectl.migrate.sources.database import DatabaseSource
+
+        return DatabaseSource(spec, include_sessions=include_sessions)
+    path = Path(spec)
+    if not path.exists():
+        _fail(f"{spec} does not exist (expected an export .zip or folder, a server URL or a database URI)")
+    url_rewrite = None
+    if rewrite:
+        old, sep, new = rewrite.partition("=")
+        if not sep:
+            _fail("--files-url-rewrite takes OLD_PREFIX=NEW_PREFIX")
+        url_rewrite = (old, new)
+    from parsectl.migrate.sources.export import ExportSource
+
+    return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite)
+
+
+class _Bars:
+    """Progress as rich bars on a terminal, as occasional lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        from parsectl.migrate.engine import Progress
+
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+        self.base = Progress
+
+    def __enter__(self) -> Any:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if self.tty and not self.quiet:
+            self.progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self.progress.start()
+        bars = self
+
+        class Reporter(self.base):
+            def start_class(self, class_name: str, total: int | None) -> None:
+                bars.counts[class_name] = 0
+                if bars.progress is not None:
+                    bars.tasks[class_name] = bars.progress.add_task(class_name, total=total)
+                elif not bars.quiet:
+                    typer.echo(f"{class_name}: copying{f' {total} objects' if total is not None else ''}", err=True)
+
+            def advance(self, class_name: str, count: int) -> None:
+                bars.counts[class_name] += count
+                if bars.progress is not None:
+                    bars.progress.advance(bars.tasks[class_name], count)
+
+            def end_class(self, class_name: str) -> None:
+                if bars.progress is None and not bars.quiet:
+                    typer.echo(f"{class_name}: done ({bars.counts[class_name]} read)", err=True)
+
+        return Reporter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_report(data: dict[str, Any], output: str) -> None:
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=("Plan (dry run)" if data.get("dryRun") else "Migration") + f": {data['source']} -> "
+                  f"{data['destination']}")
+    for column in ("class", "source", "copied", "already there", "skipped", "relations"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, c in data["classes"].items():
+        rels = ", ".join(f"{k}={v}" for k, v in c["relations"].items())
+        table.add_row(name, str(c["sourceCount"] if c["sourceCount"] is not None else "?"), str(c["copied"]),
+                      str(c["alreadyThere"]), str(c["skipped"]), rels)
+    console.print(table)
+    for name, notes in data.get("schemaNotes", {}).items():
+        for field_name, note in notes.items():
+            console.print(f"  schema {name}.{field_name}: {note}")
+    for problem in data["problems"]:
+        console.print(f"[yellow]problem[/] {problem['kind']} in {problem['class_name']}: {problem['message']}")
+    for warning in data["warnings"]:
+        console.print(f"[yellow]warning[/] {warning}")
+    for name, clp in data.get("suggestedClassLevelPermissions", {}).items():
+        console.print(f"suggested CLPs for {name} (apply with --secure-clps): {json.dumps(clp)}")
+    files = data["files"]
+    if files["copied"] or files["missing"]:
+        console.print(f"files: {files['copied']} copied, {len(files['missing'])} could not be fetched")
+        for name in files["missing"][:20]:
+            console.print(f"  missing file: {name}")
+
+
+@app.callback()
+def migrate(
+    ctx: typer.Context,
+    from_: str = typer.Option(None, "--from", help=FROM_HELP),
+    to: str = typer.Option(None, "--to", help="Destination databaseURI (sqlite:///, postgres://, mongodb://)"),
+    app_id: str = typer.Option(None, "--app-id", help="Application id of a Parse Server source"),
+    master_key: str = typer.Option(None, "--master-key", help="Master key of a Parse Server source"),
+    schema_file: Path = typer.Option(None, "--schema", help="A /schemas dump stating field types for an export"),
+    files: bool = typer.Option(False, "--files", help="Copy the bytes of every referenced file"),
+    files_from: Path = typer.Option(None, "--files-from", help="Folder holding the export's files by name"),
+    files_url_rewrite: str = typer.Option(None, "--files-url-rewrite", help="OLD_PREFIX=NEW_PREFIX for file URLs"),
+    files_adapter: str = typer.Option(None, "--files-adapter",
+                                      help='Destination files adapter as JSON, e.g. {"module":"s3","options":{...}}'),
+    mode: str = typer.Option(None, "--mode", help="fresh (empty the destination's classes first) or merge"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (with --mode fresh)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and every problem; write nothing"),
+    on_problem: str = typer.Option("fail", "--on-problem", help="fail, or skip the objects with problems"),
+    secure_clps: bool = typer.Option(False, "--secure-clps",
+                                     help="Apply restrictive CLPs to _User/_Session/_Installation if the source had none"),
+    include_sessions: bool = typer.Option(False, "--include-sessions", help="Also copy _Session"),
+    classes: str = typer.Option(None, "--classes", help="Comma-separated classes to copy (default: all)"),
+    batch_size: int = typer.Option(1000, "--batch-size", min=1, max=100_000),
+    state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir", help="Where checkpoints are kept"),
+    output: str = typer.Option("text", "--output", help="text or json"),
+) -> None:
+    """Copy a Parse app's data (ids, timestamps, passwords, ACLs, roles, relations, files) into a database
+    in parse-server's format. Resumable: run the same command again after an interruption."""
+    if ctx.invoked_subcommand:
+        return
+    if not from_ or not to:
+        _fail("both --from and --to are needed (see --help)")
+    if mode not in (None, "fresh", "merge"):
+        _fail("--mode must be fresh or merge")
+    if on_problem not in ("fail", "skip"):
+        _fail("--on-problem must be fail or skip")
+    if output not in ("text", "json"):
+        _fail("--output must be text or json")
+    from parsectl.migrate.engine import Migration, MigrationError, Options
+
+    adapter_spec = _json_option("--files-adapter", files_adapter)
+    source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
+                         files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions)
+    options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
+                      files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
+                      classes=[c.strip() for c in classes.split(",")] if classes else None)
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return typer.confirm(question, default=False)
+
+    try:
+        with _Bars(quiet=output == "json") as progress:
+            migration = Migration(source, to, options, progress, confirm)
+            report = asyncio.run(migration.run())
+    except MigrationError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except ValueError as exc:
+        _fail(str(exc))
+    except (ConnectionError, OSError) as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to continue where it stopped", 130)
+    _print_report(report.to_json(), output)
+
+
+def _json_option(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        _fail(f"{name} must be JSON")
+
+
+@app.command("verify", epilog=EPILOG)
+def verify_cmd(
+    from_: str = typer.Option(..., "--from", help=FROM_HELP),
+    to: str = typer.Option(..., "--to", help="Destination databaseURI"),
+    app_id: str = typer.Option(None, "--app-id"),
+    master_key: str = typer.Option(None, "--master-key"),
+    schema_file: Path = typer.Option(None, "--schema"),
+    files: bool = typer.Option(False, "--files", help="Also check that every referenced file exists"),
+    files_adapter: str = typer.Option(None, "--files-adapter", help="Destination files adapter as JSON"),
+    classes: str = typer.Option(None, "--classes", help="Comma-separated classes to check (default: all)"),
+    include_sessions: bool = typer.Option(False, "--include-sessions"),
+    output: str = typer.Option("text", "--output", help="text or json"),
+) -> None:
+    """Compare source and destination: counts, a checksum per object, relations, files. Exit 1 on a mismatch."""
+    from parsectl.migrate.verify import verify
+
+    source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
+                         rewrite=None, include_sessions=include_sessions)
+    try:
+        report = asyncio.run(verify(source, to, files=files, files_adapter=_json_option("--files-adapter",
+                                                                                         files_adapter),
+                                    classes=[c.strip() for c in classes.split(",")] if classes else None))
+    except (ConnectionError, OSError) as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    data = report.to_json()
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        for name, c in data["classes"].items():
+            status = "ok" if c["ok"] else "MISMATCH"
+            typer.echo(f"{status:8} {name}: source {c['sourceCount']}, destination {c['destinationCount']}, "
+                       f"missing {c['missing']}, different {c['different']}")
+            for oid in c["missingSample"]:
+                typer.echo(f"           missing {oid}")
+            for diff in c["differentSample"]:
+                typer.echo(f"           {diff['objectId']} differs: {json.dumps(diff['fields'])}")
+            for field_name, r in c["relations"].items():
+                if r["missing"] or r["extra"]:
+                    typer.echo(f"           relation {field_name}: {r['missing']} missing, {r['extra']} extra")
+        if files:
+            typer.echo(f"files: {data['files']['checked']} checked, {len(data['files']['missing'])} missing")
+        typer.echo("verify: everything matches" if report.ok else "verify: MISMATCHES found")
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,364 @@
+"""Plan and run a migration: schemas, objects in checkpointed batches, relations, files.
+
+Every write is idempotent (objects are inserted only if their objectId is new, relation rows only
+if absent) and a checkpoint is saved after each committed batch, so a run that is interrupted at any
+point (Ctrl-C, ``kill -9``, a lost connection) continues where it stopped when started again, and the
+result equals one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from parsectl.migrate.source import Problem, Source, SourceSchema
+from parsectl.model.query import MatchAll
+from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema, default_clp
+from parsectl.storage import adapter_for
+from parsectl.storage.base import StorageAdapter, StoredObject
+from parsectl.uri import redact
+
+# problems that only inform: the data is still valid Parse data
+WARNING_KINDS = frozenset(("dangling-pointer",))
+MONGO_MAX_BYTES = 16 * 1024 * 1024
+
+# suggested when the source had no class-level permissions (hosted exports never carry them)
+SUGGESTED_CLPS: dict[str, dict[str, Any]] = {
+    "_User": {**default_clp(), "find": {}, "count": {}, "addField": {}, "protectedFields": {"*": ["email"]}},
+    "_Session": {k: {} for k in ("find", "count", "get", "create", "update", "delete", "addField")}
+    | {"protectedFields": {}},
+    "_Installation": {**default_clp(), "find": {}, "count": {}, "get": {}, "delete": {}, "addField": {}},
+}
+
+
+class MigrationError(Exception):
+    """A migration that cannot start or go on; the message says what to do."""
+
+
+@dataclass
+class Options:
+    mode: str | None = None  # None (refuse a non-empty destination), "fresh" or "merge"
+    dry_run: bool = False
+    batch_size: int = 1000
+    on_problem: str = "fail"  # fail | skip
+    files: bool = False
+    files_adapter: dict[str, Any] | None = None
+    secure_clps: bool = False
+    state_dir: Path = Path(".parsectl-migrate")
+    classes: list[str] | None = None
+
+
+@dataclass
+class ClassReport:
+    source_count: int | None
+    copied: int = 0
+    already_there: int = 0
+    skipped: int = 0
+    relations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    source: str
+    destination: str
+    dry_run: bool
+    classes: dict[str, ClassReport] = field(default_factory=dict)
+    schema_notes: dict[str, dict[str, str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    suggested_clps: dict[str, Any] = field(default_factory=dict)
+    files_copied: int = 0
+    files_missing: list[str] = field(default_factory=list)
+    resumed: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "destination": self.destination, "dryRun": self.dry_run,
+            "resumed": self.resumed, "seconds": round(self.seconds, 3),
+            "classes": {name: {"sourceCount": c.source_count, "copied": c.copied, "alreadyThere": c.already_there,
+                               "skipped": c.skipped, "relations": c.relations}
+                        for name, c in self.classes.items()},
+            "schemaNotes": self.schema_notes,
+            "problems": [p.to_json() for p in self.problems],
+            "warnings": self.warnings,
+            "suggestedClassLevelPermissions": self.suggested_clps,
+            "files": {"copied": self.files_copied, "missing": self.files_missing},
+        }
+
+
+# --- progress --------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress callbacks; the CLI renders them (rich bars on a terminal, lines otherwise)."""
+
+    def start_class(self, class_name: str, total: int | None) -> None: ...
+
+    def advance(self, class_name: str, count: int) -> None: ...
+
+    def end_class(self, class_name: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+
+class State:
+    """The checkpoint file of one (source, destination) pair, rewritten atomically after each batch."""
+
+    def __init__(self, directory: Path, source: str, destination: str) -> None:
+        key = hashlib.sha256(f"{source}\n{destination}".encode()).hexdigest()[:16]
+        self.path = directory / f"{key}.json"
+        self.data: dict[str, Any] = {"source": source, "destination": destination, "classes": {},
+                                     "relations": {}, "files": {}}
+        self.resumed = False
+
+    def load(self) -> None:
+        if self.path.exists():
+            with contextlib.suppress(ValueError, OSError):
+                self.data = orjson.loads(self.path.read_bytes())
+                self.resumed = True
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(orjson.dumps(self.data))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def klass(self, name: str) -> dict[str, Any]:
+        return self.data["classes"].setdefault(name, {"checkpoint": None, "done": False, "copied": 0,
+                                                      "alreadyThere": 0, "skipped": 0})
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def file_names(value: Any, out: dict[str, str | None]) -> None:
+    """Collect the File values (name -> url) anywhere in a value: top level, nested, in arrays."""
+    if isinstance(value, dict):
+        if value.get("__type") == "File" and isinstance(value.get("name"), str):
+            out.setdefault(value["name"], value.get("url"))
+            return
+        for item in value.values():
+            file_names(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            file_names(item, out)
+
+
+def _decide(problems: list[Problem], on_problem: str) -> tuple[list[Problem], set[tuple[str, str]]]:
+    """(blocking problems, objects to skip) under the policy."""
+    blocking = [p for p in problems if p.kind not in WARNING_KINDS]
+    if on_problem == "skip":
+        return [p for p in blocking if not p.object_id], {(p.class_name, p.object_id) for p in blocking
+                                                          if p.object_id}
+    return blocking, set()
+
+
+class Migration:
+    def __init__(self, source: Source, destination_uri: str, options: Options,
+                 progress: Progress | None = None, confirm: Callable[[str], bool] | None = None) -> None:
+        self.source = source
+        self.destination_uri = destination_uri
+        self.options = options
+        self.progress = progress or Progress()
+        self.confirm = confirm or (lambda message: False)
+        self.dest: StorageAdapter = adapter_for(destination_uri)
+        self.report = Report(source.description, redact(destination_uri), options.dry_run)
+
+    async def run(self) -> Report:
+        started = time.monotonic()
+        await self.source.open()
+        try:
+            await self.dest.open()
+        except Exception:
+            await self.source.close()
+            raise
+        try:
+            await self._run()
+        finally:
+            await self.source.close()
+            await self.dest.close()
+            self.report.seconds = time.monotonic() - started
+        return self.report
+
+    async def _run(self) -> None:
+        plan = await self.source.schema()
+        classes = self._classes(plan)
+        self.report.schema_notes = plan.notes
+        self.report.problems = plan.problems
+        if not self.source.has_password_hashes:
+            self.report.warnings.append(
+                "this source cannot export password hashes (parse-server never returns them over REST): "
+                "migrated users must reset their passwords, or migrate from the database instead")
+        blocking, skip = _decide(plan.problems, self.options.on_problem)
+        for name in classes:
+            self.report.classes[name] = ClassReport(plan.counts.get(name))
+            if name in SUGGESTED_CLPS and plan.classes[name].clp in ({}, default_clp()):
+                self.report.suggested_clps[name] = SUGGESTED_CLPS[name]
+        if self.options.dry_run:
+            return
+        if blocking:
+            raise MigrationError(
+                f"{len(blocking)} problem(s) in the source stop the migration (see the report; run with "
+                "--dry-run to list them, or --on-problem skip to leave the offending objects out)")
+        state = State(self.options.state_dir, self.source.description, self.destination_uri)
+        state.load()
+        self.report.resumed = state.resumed
+        if not state.resumed:
+            await self._check_destination(classes)
+        await self._create_schemas(plan, classes)
+        files: dict[str, str | None] = {}
+        for name in classes:
+            await self._copy_class(plan.classes[name], state, skip, files)
+        for name in classes:
+            for field_name in plan.classes[name].relation_fields():
+                await self._copy_relation(name, field_name, state)
+        if self.options.files:
+            await self._copy_files(files, state)
+        await self.dest.analyze()
+        state.clear()
+
+    def _classes(self, plan: SourceSchema) -> list[str]:
+        names = [n for n in plan.classes if n not in VOLATILE_CLASSES]
+        if self.options.classes:
+            unknown = sorted(set(self.options.classes) - set(plan.classes))
+            if unknown:
+                raise MigrationError(f"the source has no class {unknown[0]!r}")
+            names = [n for n in names if n in self.options.classes]
+        # users and roles first, so pointers and relations to them land after their targets
+        order = {"_User": 0, "_Role": 1, "_Installation": 2}
+        return sorted(names, key=lambda n: (order.get(n, 3), n))
+
+    async def _check_destination(self, classes: list[str]) -> None:
+        existing = await self.dest.load_schemas()
+        non_empty = []
+        for name in classes:
+            schema = existing.get(name)
+            if schema is not None and await self.dest.count(schema, MatchAll()):
+                non_empty.append(name)
+        if not non_empty:
+            return
+        if self.options.mode == "merge":
+            return
+        listed = ", ".join(non_empty[:5]) + (" ..." if len(non_empty) > 5 else "")
+        if self.options.mode == "fresh":
+            if not self.confirm(f"Delete every object of {len(non_empty)} class(es) in the destination ({listed})?"):
+                raise MigrationError("not confirmed; nothing was changed (use --yes to skip the question)")
+            for name in non_empty:
+                await self.dest.delete(existing[name], MatchAll(), many=True)
+            return
+        raise MigrationError(
+            f"the destination already holds objects in {listed}; choose --mode merge (keep them, add what is "
+            "missing) or --mode fresh (delete them first)")
+
+    async def _create_schemas(self, plan: SourceSchema, classes: list[str]) -> None:
+        for name in classes:
+            wanted = plan.classes[name]
+            stored = await self.dest.ensure_class(ClassSchema.new(name))
+            extra = {f: t for f, t in wanted.fields.items() if f not in stored.fields and t["type"] != "ACL"}
+            if extra:
+                stored = await self.dest.add_fields(name, extra)
+            clp = wanted.clp
+            if self.options.secure_clps and name in self.report.suggested_clps:
+                clp = SUGGESTED_CLPS[name]
+            if clp and clp != stored.clp:
+                await self.dest.set_class_level_permissions(name, clp)
+
+    async def _copy_class(self, wanted: ClassSchema, state: State, skip: set[tuple[str, str]],
+                          files: dict[str, str | None]) -> None:
+        name = wanted.class_name
+        progress = state.klass(name)
+        report = self.report.classes[name]
+        schemas = await self.dest.load_schemas()
+        schema = schemas[name]
+        self.progress.start_class(name, report.source_count)
+        mongo = self.destination_uri.startswith("mongodb")
+        if progress["done"]:
+            if self.options.files:
+                async for batch in self.source.objects(name, batch_size=self.options.batch_size):
+                    for obj in batch.objects:
+                        file_names(obj, files)
+        else:
+            async for batch in self.source.objects(name, after=progress["checkpoint"],
+                                                   batch_size=self.options.batch_size):
+                keep: list[StoredObject] = []
+                for obj in batch.objects:
+                    if (name, obj["objectId"]) in skip:
+                        progress["skipped"] += 1
+                        continue
+                    if mongo and len(orjson.dumps(obj)) > MONGO_MAX_BYTES:
+                        self.report.problems.append(Problem("too-large", name, "object over MongoDB's 16 MB",
+                                                            obj["objectId"]))
+                        progress["skipped"] += 1
+                        continue
+                    if self.options.files:
+                        file_names(obj, files)
+                    keep.append(obj)
+                inserted = await self.dest.insert_many(schema, keep)
+                progress["copied"] += inserted
+                progress["alreadyThere"] += len(keep) - inserted
+                progress["checkpoint"] = batch.checkpoint
+                state.save()
+                self.progress.advance(name, len(batch.objects))
+            progress["done"] = True
+            state.save()
+        report.copied, report.already_there, report.skipped = (progress["copied"], progress["alreadyThere"],
+                                                               progress["skipped"])
+        self.progress.end_class(name)
+
+    async def _copy_relation(self, class_name: str, field_name: str, state: State) -> None:
+        key = f"{class_name}.{field_name}"
+        if state.data["relations"].get(key) is not None:
+            self.report.classes[class_name].relations[field_name] = state.data["relations"][key]
+            return
+        total = 0
+        async for pairs in self.source.relations(class_name, field_name):
+            await self.dest.add_relation_rows(class_name, field_name, pairs)
+            total += len(pairs)
+        state.data["relations"][key] = total
+        state.save()
+        self.report.classes[class_name].relations[field_name] = total
+
+    async def _copy_files(self, names: dict[str, str | None], state: State) -> None:
+        from parsectl.files import adapter_for as files_adapter_for
+        from parsectl.server.config import ServerOptions
+
+        options = ServerOptions(app_id="parsectl-migrate", master_key="-", database_uri=self.destination_uri,
+                                files_adapter=self.options.files_adapter)
+        adapter = files_adapter_for(options)
+        done: dict[str, bool] = state.data["files"]
+        try:
+            for name, url in names.items():
+                if done.get(name):
+                    self.report.files_copied += 1
+                    continue
+                data = await self.source.file_bytes(name, url)
+                if data is None:
+                    self.report.files_missing.append(name)
+                    continue
+                await adapter.create_file(name, data, None)
+                done[name] = True
+                self.report.files_copied += 1
+                if self.report.files_copied % 100 == 0:
+                    state.save()
+            state.save()
+        finally:
+            await adapter.close()
