@@ -360,6 +360,7 @@ class FindOptions:
     include_all: bool = False
     count: bool = False
     redirect_key: str | None = None
+    explain: bool = False
 
 
 FIND_PARAMS = frozenset((
@@ -441,4 +442,8 @@ def parse_find_options(params: dict[str, Any], *, master: bool, default_limit: i
         opts.redirect_key = redirect
     count = params.get("count")
     opts.count = bool(count) and count not in ("0", "false")
+    explain = params.get("explain")
+    opts.explain = bool(explain) and explain not in ("0", "false")
+    if opts.explain and not master:
+        raise ParseError(errors.INVALID_QUERY, "Using the explain query parameter requires the master key")
     return opts

@@ -178,6 +178,9 @@ class RestService:
         if schema is None:
             return {"results": [], **({"count": 0} if opts.count else {})}
         where = self._read_filter(auth, await self._resolve(auth, schema, opts.where))
+        if opts.explain:
+            plan = await self.storage.explain(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)
+            return {"results": plan}
         response: dict[str, Any] = {}
         if opts.limit != 0:
             rows = await self.storage.find(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)

@@ -57,6 +57,10 @@ class StorageAdapter(Protocol):
 
     async def count(self, schema: ClassSchema, where: Node) -> int: ...
 
+    async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                      order: list[SortKey] | None = None) -> Any:
+        """The database's query plan for a find (the ``explain`` query parameter, master key only)."""
+
     async def update(self, schema: ClassSchema, where: Node, changes: dict[str, Any], *,
                      many: bool = False) -> list[StoredObject]:
         """Apply ``changes`` atomically to the first (or every) matching object; return them updated."""

@@ -363,6 +363,20 @@ class PostgresAdapter:
             sql += f" OFFSET {int(skip)}"
         return await self._fetch(sql, compiler.params, layout)
 
+    async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                      order: list[SortKey] | None = None) -> Any:
+        select, _ = self._layout(schema)
+        compiler = PostgresCompiler(schema)
+        sql = f"EXPLAIN (FORMAT JSON) {select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        try:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(sql, compiler.params)).fetchone()
+        except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
+            return []
+        return row[0] if row else []
+
     async def count(self, schema: ClassSchema, where: Node) -> int:
         compiler = PostgresCompiler(schema)
         sql = f"SELECT count(*) FROM {quote(schema.class_name)} WHERE {compiler.compile(where)}"

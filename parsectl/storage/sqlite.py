@@ -290,6 +290,19 @@ class SQLiteAdapter:
             raise
         return [self._decode_row(row, layout) for row in rows]
 
+    async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                      order: list[SortKey] | None = None) -> Any:
+        select, _ = self._select(schema)
+        compiler = Compiler(schema)
+        sql = f"EXPLAIN QUERY PLAN {select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        try:
+            rows = self.db.execute(sql, compiler.params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if self._missing_table(exc):
+                return []
+            raise
+        return [{"id": r[0], "parent": r[1], "detail": r[3]} for r in rows]
+
     async def count(self, schema: ClassSchema, where: Node) -> int:
         compiler = Compiler(schema)
         sql = f"SELECT COUNT(*) FROM {quote(schema.class_name)} WHERE {compiler.compile(where)}"

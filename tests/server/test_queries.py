@@ -156,3 +156,13 @@ def test_array_ops(client: Client) -> None:
     assert r["a"] == [1, 3, 4]
     client.request("PUT", f"/classes/L/{oid}", json={"a": {"__op": "Delete"}})
     assert "a" not in client.request("GET", f"/classes/L/{oid}").json()
+
+
+def test_explain_needs_the_master_key(client: Client, data: dict[str, str]) -> None:
+    r = client.request("GET", "/classes/Player", params={"explain": "true"})
+    assert (r.status_code, r.json()) == (400, {"code": 102, "error": "Using the explain query parameter requires "
+                                                                       "the master key"})
+    r = client.request("GET", "/classes/Player", params={"explain": "true", "where": json.dumps({"score": 10})},
+                       master=True)
+    plan = r.json()["results"]
+    assert r.status_code == 200 and plan and "objectId" not in plan[0]  # a query plan, not the objects
