@@ -386,6 +386,39 @@ def test_rest_and_database_sources_on_node_parse_server(reference_server: Runnin
     user_ids = {u["objectId"] for u in db.users}
     assert all(u["objectId"] in u["_rperm"] and u["_wperm"] == [u["objectId"]] for u in db.users)  # node's ACL
 
+    # a role holding both users, and an installation: system classes come through both sources alike
+    installation_id = str(uuid.uuid4())
+
+    async def system_classes() -> str:
+        async with httpx.AsyncClient(timeout=15) as http:
+            r = await http.post(srv.server_url + "/roles", headers=srv.headers(master=True), json={
+                "name": f"{prefix}Staff", "ACL": {"*": {"read": True}},
+                "users": {"__op": "AddRelation", "objects": [
+                    {"__type": "Pointer", "className": "_User", "objectId": u} for u in user_ids]}})
+            assert r.status_code == 201, r.text
+            i = await http.post(srv.server_url + "/installations", headers=srv.headers(master=True),
+                                json={"deviceType": "android", "installationId": installation_id.upper()})
+            assert i.status_code == 201, i.text
+            return r.json()["objectId"]
+
+    role_id = run(system_classes())
+
+    async def roles_and_installations(source: Any) -> tuple[set[tuple[str, str]], list[StoredObject], list[bytes]]:
+        async def go(src: Any) -> tuple[set[tuple[str, str]], list[StoredObject], list[bytes]]:
+            members = {p for p in await pairs(src, "_Role", "users") if p[0] == role_id}
+            role = [o for o in await objects(src, "_Role") if o["objectId"] == role_id]
+            installs = [canonical(o) for o in await objects(src, "_Installation")
+                        if o.get("installationId") == installation_id]
+            return members, role, installs
+        return await read(source, go)
+
+    rest_roles = run(roles_and_installations(RestSource(srv.server_url, srv.app_id, srv.master_key)))
+    db_roles = run(roles_and_installations(DatabaseSource(uri)))
+    assert rest_roles[0] == db_roles[0] == {(role_id, u) for u in user_ids}
+    assert [canonical(o) for o in rest_roles[1]] == [canonical(o) for o in db_roles[1]]
+    assert rest_roles[1][0]["name"] == f"{prefix}Staff" and rest_roles[1][0]["_rperm"] == ["*"]
+    assert len(rest_roles[2]) == 1 and rest_roles[2] == db_roles[2]  # lower-cased by node, found by it
+
     # sessions only when asked, from either source
     async def sessions(source: Any) -> list[StoredObject]:
         async def go(src: Any) -> list[StoredObject]:

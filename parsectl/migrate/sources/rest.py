@@ -215,6 +215,8 @@ class RestSource:
         if not ftype or ftype.get("type") != "Relation" or not ftype.get("targetClass"):
             raise RestSourceError(f"{class_name}.{field_name} is not a relation in {self.server_url}/schemas")
         target = ftype["targetClass"]
+        if await self.count(target) == 0:  # nothing can be related: spare one query per owning object
+            return
         rows: list[tuple[str, str]] = []
         async for owners in self._ids(class_name, {}):
             for start in range(0, len(owners), RELATION_CONCURRENCY):
