@@ -1,0 +1,731 @@
+"""A hosted Parse.com data export (the ``.zip`` or its unpacked folder) as a migration source.
+
+The export holds one ``<Class>.json`` per class, ``{"results": [...]}`` in REST encoding, and one
+``_Join:<field>:<Owner>.json`` per relation field holding ``{"owningId", "relatedId"}`` rows. It has no
+schema: field types, pointer targets and relation targets are inferred from the data (one streaming
+pass, :meth:`ExportSource.schema`), unless a ``/schemas`` dump states them (``schema_file``).
+
+Memory stays bounded whatever the export's size: every file is parsed incrementally with ``ijson``
+straight from the zip member or file, and what the checks need across the whole export (which class
+holds each objectId, pointers, relation rows, usernames, emails and role names) goes to a temporary
+SQLite file, not to Python structures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import ijson
+import orjson
+
+from parsectl.migrate.source import Batch, Problem, SourceSchema
+from parsectl.model import codec, errors
+from parsectl.model.errors import ParseError
+from parsectl.model.objects import rest_to_storage
+from parsectl.model.schema import (
+    BASE_FIELDS,
+    DEFAULT_FIELDS,
+    ClassSchema,
+    class_name_is_valid,
+    default_clp,
+    field_name_is_valid,
+)
+from parsectl.storage.base import StoredObject
+
+MONGO_MAX_BYTES = 16 * 1024 * 1024
+# exports made by back4app's ExportRouter replace the colons of join file names with U+A789
+_JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.json$")
+# keys of an exported object that are not schema fields
+_NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
+_USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
+_FLUSH_ROWS = 20_000
+
+TypeKey = tuple[str, str | None]
+
+
+@dataclass
+class _Entry:
+    """One class or join file of the export: its zip member name or path relative to the folder."""
+
+    name: str
+    size: int
+
+
+@dataclass
+class _FieldStats:
+    """What one pass saw of a field: how many values of each type (their objectIds, up to a cap, go to
+    the index's ``typed`` table, to name the objects of a type conflict)."""
+
+    types: dict[TypeKey, int] = field(default_factory=dict)
+    nulls: int = 0
+
+
+def _type_label(key: TypeKey) -> str:
+    return f"{key[0]}<{key[1]}>" if key[1] else key[0]
+
+
+def _field_type(key: TypeKey) -> dict[str, str]:
+    return {"type": key[0], "targetClass": key[1]} if key[1] else {"type": key[0]}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class _Index:
+    """The on-disk tables one schema pass fills: objectIds by class, pointers, relation rows, unique keys."""
+
+    def __init__(self, directory: str | None) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="parsectl-export-", suffix=".sqlite", dir=directory)
+        os.close(fd)
+        self.db = sqlite3.connect(self.path)
+        self.db.executescript(
+            """
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-8000;
+            CREATE TABLE ids(id TEXT, cls INTEGER);
+            CREATE TABLE ptr(cls INTEGER, oid TEXT, field TEXT, tcls INTEGER, tid TEXT);
+            CREATE TABLE rel(j INTEGER, oid TEXT, rid TEXT);
+            CREATE TABLE uniq(kind TEXT, key TEXT, oid TEXT, raw TEXT);
+            CREATE TABLE typed(cls INTEGER, field TEXT, type TEXT, oid TEXT);
+            """
+        )
+        self.classes: dict[str, int] = {}
+        self._rows: dict[str, list[tuple[Any, ...]]] = {"ids": [], "ptr": [], "rel": [], "uniq": [], "typed": []}
+
+    def class_no(self, name: str) -> int:
+        return self.classes.setdefault(name, len(self.classes))
+
+    def class_name(self, number: int) -> str:
+        for name, n in self.classes.items():
+            if n == number:
+                return name
+        raise KeyError(number)
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        rows = self._rows[table]
+        rows.append(row)
+        if len(rows) >= _FLUSH_ROWS:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        rows = self._rows[table]
+        if rows:
+            marks = ",".join("?" * len(rows[0]))
+            self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+            rows.clear()
+
+    def finish(self) -> None:
+        for table in self._rows:
+            self._flush(table)
+        self.db.executescript(
+            """
+            CREATE INDEX ids_id ON ids(id, cls);
+            CREATE INDEX uniq_key ON uniq(kind, key);
+            CREATE INDEX typed_key ON typed(cls, field, type);
+            """
+        )
+
+    def close(self) -> None:
+        self.db.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class ExportSource:
+    """``Source`` over a hosted Parse export: ``path`` is the ``.zip`` or the folder it unpacks to.
+
+    ``schema_file``: a ``GET /schemas`` dump (``{"results": [...]}`` or a list) whose types, CLPs and
+    indexes win over inference. ``files_from``: a folder holding the bytes of the export's files by name
+    (then URLs are not used). ``url_rewrite``: ``(old_prefix, new_prefix)`` applied to file URLs, for
+    legacy hosts that no longer answer (``http://files.parsetfss.com/``). ``max_problems``: per class,
+    field and kind, how many problems are listed one by one; the rest are summed up in one more.
+    ``validate``: also convert every object during :meth:`schema` (as :meth:`objects` will), so objects
+    that cannot be stored (bad dates, ACLs, GeoPoints, ...) are problems of the plan, not surprises of
+    the copy; False makes the schema pass about twice as fast.
+    """
+
+    has_password_hashes = True
+
+    def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
+                 files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
+                 timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
+                 validate: bool = True) -> None:
+        self.path = Path(path)
+        self.schema_file = Path(schema_file) if schema_file else None
+        self.files_from = Path(files_from) if files_from else None
+        self.url_rewrite = url_rewrite
+        self.timeout = timeout
+        self.tmp_dir = str(tmp_dir) if tmp_dir else None
+        self.max_problems = max_problems
+        self.validate = validate
+        self.description = f"Parse export {self.path}"
+        self.skipped: list[Problem] = []
+        self._is_zip = self.path.is_file()
+        self._classes: dict[str, _Entry] | None = None
+        self._joins: dict[tuple[str, str], _Entry] = {}
+        self._bad_class_files: list[str] = []
+        self._schema: SourceSchema | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        await asyncio.to_thread(self._scan)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- the export's files -----------------------------------------------------------------------------
+    def _scan(self) -> None:
+        """Find the class and join files (once); 0-byte files and non-JSON files are ignored."""
+        if self._classes is not None:
+            return
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path} does not exist")
+        entries: list[_Entry] = []
+        if self._is_zip:
+            with zipfile.ZipFile(self.path) as zf:
+                entries = [_Entry(i.filename, i.file_size) for i in zf.infolist() if not i.is_dir()]
+        else:
+            for root, _dirs, files in os.walk(self.path):
+                for name in files:
+                    full = Path(root) / name
+                    entries.append(_Entry(str(full.relative_to(self.path)), full.stat().st_size))
+        classes: dict[str, _Entry] = {}
+        for entry in sorted(entries, key=lambda e: e.name):
+            base = entry.name.replace("\\", "/").rsplit("/", 1)[-1]
+            if entry.size == 0 or not base.endswith(".json") or base.startswith("._") or "__MACOSX" in entry.name:
+                continue
+            join = _JOIN_FILE.match(base)
+            if join:
+                self._joins.setdefault((join.group(2), join.group(1)), entry)
+                continue
+            class_name = base[: -len(".json")]
+            if not class_name_is_valid(class_name) or class_name.startswith("_Join"):
+                self._bad_class_files.append(class_name)
+            classes.setdefault(class_name, entry)
+        self._classes = classes
+
+    @property
+    def class_files(self) -> dict[str, _Entry]:
+        self._scan()
+        assert self._classes is not None
+        return self._classes
+
+    @contextlib.contextmanager
+    def _open_entry(self, entry: _Entry) -> Iterator[IO[bytes]]:
+        if self._is_zip:
+            with zipfile.ZipFile(self.path) as zf, zf.open(entry.name) as raw:
+                yield raw
+        else:
+            with open(self.path / entry.name, "rb") as raw:
+                yield raw
+
+    @staticmethod
+    def _records(raw: IO[bytes]) -> Iterator[Any]:
+        """The items of ``{"results": [...]}`` (or of a bare JSON array), one at a time."""
+        head = raw.peek(64)[:64] if hasattr(raw, "peek") else b""
+        if head.startswith(b"\xef\xbb\xbf"):
+            raw.read(3)
+            head = head[3:]
+        prefix = "item" if head.lstrip()[:1] == b"[" else "results.item"
+        return ijson.items(raw, prefix, use_float=True)
+
+    # --- schema -----------------------------------------------------------------------------------------
+    async def schema(self) -> SourceSchema:
+        if self._schema is None:
+            self._schema = await asyncio.to_thread(self._build_schema)
+        return self._schema
+
+    def _load_schema_file(self) -> dict[str, dict[str, Any]]:
+        if self.schema_file is None:
+            return {}
+        data = orjson.loads(self.schema_file.read_bytes())
+        items = data.get("results", []) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValueError(f"{self.schema_file}: expected a /schemas dump ({{'results': [...]}} or a list)")
+        return {item["className"]: item for item in items if isinstance(item, dict) and item.get("className")}
+
+    def _build_schema(self) -> SourceSchema:
+        self._scan()
+        stated = self._load_schema_file()
+        out = SourceSchema(classes={})
+        problems = _Problems(self.max_problems)
+        index = _Index(self.tmp_dir)
+        stats: dict[str, dict[str, _FieldStats]] = {}
+        try:
+            for class_name, entry in self.class_files.items():
+                stats[class_name] = {}
+                out.counts[class_name] = self._scan_class(class_name, entry, index, stats[class_name], problems)
+            join_rows: dict[tuple[str, str], int] = {}
+            join_numbers: dict[tuple[str, str], int] = {}
+            for number, (key, entry) in enumerate(sorted(self._joins.items())):
+                join_numbers[key] = number
+                join_rows[key] = self._scan_join(number, entry, index)
+            index.finish()
+            for class_name in self.class_files:
+                if class_name in self._bad_class_files:
+                    problems.add(Problem("invalid-class-name", class_name,
+                                         f"{class_name!r} is not a valid Parse class name; its file is left out"))
+                    continue
+                out.classes[class_name], out.notes[class_name] = self._class_schema(
+                    class_name, stats[class_name], stated.get(class_name), problems, index)
+            for class_name, item in stated.items():  # classes the dump states but the export has no file for
+                if class_name not in out.classes and class_name_is_valid(class_name):
+                    out.classes[class_name], out.notes[class_name] = self._class_schema(
+                        class_name, {}, item, problems, index)
+                    out.counts[class_name] = 0
+            self._relation_fields(out, index, join_numbers, join_rows, stated, problems)
+            self._dangling_pointers(index, problems)
+            self._duplicates(index, problems)
+        finally:
+            index.close()
+        out.problems = problems.finish()
+        return out
+
+    def _scan_class(self, class_name: str, entry: _Entry, index: _Index, fields: dict[str, _FieldStats],
+                    problems: _Problems) -> int:
+        cls = index.class_no(class_name)
+        is_user, is_role = class_name == "_User", class_name == "_Role"
+        cap, validate = self.max_problems, self.validate
+        ignored: set[str] = set()
+        count = 0
+        with self._open_entry(entry) as raw:
+            for obj in self._records(raw):
+                count += 1
+                if not isinstance(obj, dict):
+                    problems.add(Problem("invalid-object", class_name, f"record #{count} is not a JSON object"))
+                    continue
+                oid = obj.get("objectId")
+                if not isinstance(oid, str) or not oid:
+                    problems.add(Problem("missing-object-id", class_name, f"record #{count} has no objectId"))
+                    oid = None
+                else:
+                    index.add("ids", (oid, cls))
+                size = _json_size(obj)
+                if size > MONGO_MAX_BYTES:
+                    problems.add(Problem("too-large", class_name,
+                                         f"{size} bytes, over MongoDB's 16 MB document limit", oid))
+                bad_field = False
+                for key, value in obj.items():
+                    stats = fields.get(key)
+                    if stats is None:
+                        if key in ignored:
+                            continue
+                        if key in _NOT_FIELDS or key[0] == "_" or (is_user and key in _USER_EXPORT_KEYS):
+                            ignored.add(key)
+                            continue
+                        if not field_name_is_valid(key):
+                            bad_field = True
+                            problems.add(Problem("invalid-field-name", class_name,
+                                                 f"{key!r} is not a valid field name; the object cannot be stored",
+                                                 oid, key))
+                            continue
+                        stats = fields[key] = _FieldStats()
+                    tkey = _type_key(value)
+                    if tkey is None:
+                        stats.nulls += 1
+                        continue
+                    types = stats.types
+                    seen = types.get(tkey, 0)
+                    types[tkey] = seen + 1
+                    if oid is not None:
+                        if seen < cap:
+                            index.add("typed", (cls, key, _type_label(tkey), oid))
+                        if tkey[0] == "Pointer":
+                            index.add("ptr", (cls, oid, key, index.class_no(tkey[1]), value["objectId"]))
+                        elif tkey is _ARRAY or tkey is _OBJECT:
+                            _pointers(value, key, cls, oid, index, 0)
+                if oid is not None:
+                    if is_user:
+                        for kind_name, value in (("username", obj.get("username")), ("email", obj.get("email"))):
+                            if isinstance(value, str) and value:
+                                index.add("uniq", (kind_name, value.lower(), oid, value))
+                    elif is_role and isinstance(obj.get("name"), str):
+                        index.add("uniq", ("role-name", obj["name"], oid, obj["name"]))
+                if validate and not bad_field and oid is not None:
+                    try:
+                        rest_to_storage(class_name, obj)
+                    except ParseError as exc:
+                        problems.add(Problem("invalid-object", class_name, exc.message, oid))
+        return count
+
+    def _scan_join(self, number: int, entry: _Entry, index: _Index) -> int:
+        count = 0
+        with self._open_entry(entry) as raw:
+            for row in self._records(raw):
+                if isinstance(row, dict) and isinstance(row.get("owningId"), str) \
+                        and isinstance(row.get("relatedId"), str):
+                    index.add("rel", (number, row["owningId"], row["relatedId"]))
+                    count += 1
+        return count
+
+    def _class_schema(self, class_name: str, fields: dict[str, _FieldStats], stated: dict[str, Any] | None,
+                      problems: _Problems, index: _Index) -> tuple[ClassSchema, dict[str, str]]:
+        stated_fields: dict[str, dict[str, str]] = dict((stated or {}).get("fields") or {})
+        defaults = {**BASE_FIELDS, **DEFAULT_FIELDS.get(class_name, {})}
+        chosen: dict[str, dict[str, str]] = {}
+        notes: dict[str, str] = {}
+        for name, stats in fields.items():
+            if not stats.types:
+                if name not in stated_fields and name not in defaults:
+                    notes[name] = f"only null values ({stats.nulls}): type unknown, left out of the schema"
+                continue
+            ranked = sorted(stats.types.items(), key=lambda kv: -kv[1])
+            total = sum(stats.types.values())
+            if name in stated_fields:
+                want = stated_fields[name]
+                keep: TypeKey = (want.get("type", ""), want.get("targetClass"))
+                why = "--schema says"
+            elif name in defaults:
+                want = defaults[name]
+                keep = (want["type"], want.get("targetClass"))
+                why = "parse-server requires"
+            else:
+                keep = ranked[0][0]
+                why = "keeping the majority type"
+            others = [(k, n) for k, n in ranked if k != keep]
+            if others:
+                listed = ", ".join(f"{_type_label(k)} ({_plural(n, 'value')})" for k, n in ranked)
+                label = _type_label(keep)
+                message = f"{class_name}.{name} holds {listed}; {why} {label}"
+                suppressed = 0
+                for other, n in others:
+                    ids = [r[0] for r in index.db.execute(
+                        "SELECT oid FROM typed WHERE cls = ? AND field = ? AND type = ?",
+                        (index.class_no(class_name), name, _type_label(other)))]
+                    for oid in ids:
+                        problems.add(Problem("type-conflict", class_name,
+                                             f"{message}: this object's value is {_type_label(other)}", oid, name))
+                    suppressed += n - len(ids)
+                if suppressed:
+                    problems.add(Problem("type-conflict", class_name,
+                                         f"{message} ({suppressed} more conflicting values not listed)", None, name))
+            if name in stated_fields:
+                notes[name] = "stated by --schema"
+            elif name in defaults:
+                notes[name] = f"parse-server default field; {_plural(total, 'value')} in the export"
+            else:
+                chosen[name] = _field_type(keep)
+                notes[name] = f"inferred from {_plural(stats.types[keep], 'value')}" + (
+                    f" ({total - stats.types[keep]} of other types)" if total != stats.types[keep] else "")
+        for name, ftype in stated_fields.items():
+            if name in BASE_FIELDS or not isinstance(ftype, dict) or "type" not in ftype:
+                continue
+            chosen[name] = {k: v for k, v in ftype.items() if k in ("type", "targetClass")}
+            notes.setdefault(name, "stated by --schema")
+        schema = ClassSchema.new(class_name, {k: v for k, v in chosen.items() if k not in defaults})
+        if stated:
+            if isinstance(stated.get("classLevelPermissions"), dict):
+                schema.clp = {**default_clp(), **stated["classLevelPermissions"]}
+            if isinstance(stated.get("indexes"), dict):
+                schema.indexes = stated["indexes"]
+        return schema, notes
+
+    def _relation_fields(self, out: SourceSchema, index: _Index, join_numbers: dict[tuple[str, str], int],
+                         join_rows: dict[tuple[str, str], int], stated: dict[str, dict[str, Any]],
+                         problems: _Problems) -> None:
+        """Make each join file a Relation field on its owner, with its target class decided."""
+        by_join: dict[int, list[tuple[int, int]]] = {}
+        for j, cls, n in index.db.execute(
+                "SELECT r.j, i.cls, count(*) FROM rel r JOIN ids i ON i.id = r.rid GROUP BY r.j, i.cls"):
+            by_join.setdefault(j, []).append((n, cls))
+        for (owner, field_name), j in sorted(join_numbers.items(), key=lambda kv: kv[1]):
+            rows = join_rows[(owner, field_name)]
+            schema = out.classes.get(owner)
+            if schema is None:
+                if owner in self._bad_class_files:
+                    continue
+                # relation rows for a class the export has no file for (every object was deleted)
+                schema = out.classes[owner] = ClassSchema.new(owner)
+                out.notes[owner] = {}
+                out.counts.setdefault(owner, 0)
+            notes = out.notes.setdefault(owner, {})
+            if not field_name_is_valid(field_name):
+                problems.add(Problem("invalid-field-name", owner,
+                                     f"relation file for {field_name!r}, not a valid field name; left out",
+                                     None, field_name))
+                continue
+            found = sorted(by_join.get(j, []), reverse=True)
+            inferred = index.class_name(found[0][1]) if found else None
+            stated_type = ((stated.get(owner) or {}).get("fields") or {}).get(field_name)
+            current = schema.fields.get(field_name)
+            if isinstance(stated_type, dict) and stated_type.get("type") == "Relation":
+                target = stated_type.get("targetClass")
+                note = f"stated by --schema; relation file with {_plural(rows, 'row')}"
+            elif current is not None and current["type"] == "Relation":
+                target = current.get("targetClass")
+                note = (f"{notes.get(field_name) or 'parse-server default field'}; "
+                        f"relation file with {_plural(rows, 'row')}")
+            elif current is not None:
+                problems.add(Problem("type-conflict", owner,
+                                     f"{owner}.{field_name} has a relation file, but its values are "
+                                     f"{_type_label((current['type'], current.get('targetClass')))}; "
+                                     "keeping that type and leaving the relation rows out", None, field_name))
+                continue
+            elif inferred:
+                target = inferred
+                note = f"relation file, target inferred from {_plural(found[0][0], 'id')}"
+            else:
+                problems.add(Problem("relation-target-unknown", owner,
+                                     f"{owner}.{field_name}: the relation file's {_plural(rows, 'row')} name no "
+                                     "object of the export, so its target class is unknown; state it with "
+                                     "--schema", None, field_name))
+                notes[field_name] = f"relation file with {_plural(rows, 'row')}, target unknown: left out"
+                continue
+            if len(found) > 1:
+                listed = ", ".join(f"{index.class_name(c)} ({_plural(n, 'id')})" for n, c in found)
+                problems.add(Problem("type-conflict", owner,
+                                     f"{owner}.{field_name}: the relation file names objects of several "
+                                     f"classes: {listed}; the target is {target}", None, field_name))
+            schema.fields[field_name] = {"type": "Relation", "targetClass": target}
+            notes[field_name] = note
+            self._dangling_relation_rows(index, owner, field_name, j, target, problems)
+
+    def _dangling_relation_rows(self, index: _Index, owner: str, field_name: str, j: int, target: str | None,
+                                problems: _Problems) -> None:
+        owner_no, target_no = index.class_no(owner), index.class_no(target or "")
+        rows = index.db.execute(
+            "SELECT r.oid, r.rid, EXISTS(SELECT 1 FROM ids i WHERE i.id = r.oid AND i.cls = ?), "
+            "EXISTS(SELECT 1 FROM ids i WHERE i.id = r.rid AND i.cls = ?) FROM rel r WHERE r.j = ?",
+            (owner_no, target_no, j))
+        for oid, rid, has_owner, has_target in rows:
+            if not has_owner:
+                problems.add(Problem("dangling-pointer", owner,
+                                     f"relation row ({oid}, {rid}): no {owner} {oid} in the export", oid, field_name))
+            elif not has_target:
+                problems.add(Problem("dangling-pointer", owner,
+                                     f"relation row ({oid}, {rid}): no {target} {rid} in the export", oid, field_name))
+
+    def _dangling_pointers(self, index: _Index, problems: _Problems) -> None:
+        names = {n: name for name, n in index.classes.items()}
+        rows = index.db.execute(
+            "SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
+            "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)")
+        for cls, oid, field_name, tcls, tid in rows:
+            problems.add(Problem("dangling-pointer", names[cls],
+                                 f"points to {names[tcls]} {tid}, which is not in the export", oid, field_name))
+
+    def _duplicates(self, index: _Index, problems: _Problems) -> None:
+        what = {"username": ("_User", "duplicate-username", "username"),
+                "email": ("_User", "duplicate-email", "email"),
+                "role-name": ("_Role", "duplicate-role-name", "name")}
+        rows = index.db.execute(
+            "SELECT u.kind, u.oid, u.raw, f.oid, f.raw FROM uniq u JOIN "
+            "(SELECT kind, key, min(rowid) AS first FROM uniq GROUP BY kind, key HAVING count(*) > 1) g "
+            "ON u.kind = g.kind AND u.key = g.key AND u.rowid != g.first JOIN uniq f ON f.rowid = g.first "
+            "ORDER BY u.rowid")
+        for kind, oid, raw, first_oid, first_raw in rows:
+            class_name, problem_kind, field_name = what[kind]
+            same = "the same" if raw == first_raw else f"{first_raw!r}, the same except for case,"
+            problems.add(Problem(problem_kind, class_name,
+                                 f"{field_name} {raw!r}: {same} as object {first_oid}", oid, field_name))
+        names = {n: name for name, n in index.classes.items()}
+        for cls, oid, n in index.db.execute(
+                "SELECT cls, id, count(*) FROM ids GROUP BY id, cls HAVING count(*) > 1"):
+            problems.add(Problem("duplicate-object-id", names[cls], f"objectId {oid} appears {n} times", oid))
+
+    # --- objects and relations --------------------------------------------------------------------------
+    async def objects(self, class_name: str, *, after: str | None = None, batch_size: int = 1000
+                      ) -> AsyncIterator[Batch]:
+        """Batches of storage-form objects in file order; the checkpoint counts the records consumed."""
+        entry = self.class_files.get(class_name)
+        if entry is None:
+            return
+        consumed = int(after or 0)
+        with contextlib.ExitStack() as stack:
+            raw = stack.enter_context(self._open_entry(entry))
+            records = self._records(raw)
+            skipped = await asyncio.to_thread(_skip, records, consumed)
+            if skipped < consumed:
+                return
+            last = consumed
+            while True:
+                objects, n, done = await asyncio.to_thread(self._take, class_name, records, batch_size, consumed)
+                consumed += n
+                if objects or consumed > last:
+                    yield Batch(objects, str(consumed))
+                    last = consumed
+                if done:
+                    return
+
+    def _take(self, class_name: str, records: Iterator[Any], batch_size: int, position: int
+              ) -> tuple[list[StoredObject], int, bool]:
+        out: list[StoredObject] = []
+        n = 0
+        for obj in records:
+            n += 1
+            try:
+                if not isinstance(obj, dict):
+                    raise ParseError(errors.INVALID_JSON, "not a JSON object")
+                out.append(rest_to_storage(class_name, obj))
+            except ParseError as exc:
+                self.skipped.append(_skip_problem(class_name, obj, exc, position + n))
+            if len(out) >= batch_size:
+                return out, n, False
+        return out, n, True
+
+    async def relations(self, class_name: str, field_name: str, *, batch_size: int = 5000
+                        ) -> AsyncIterator[list[tuple[str, str]]]:
+        self._scan()
+        entry = self._joins.get((class_name, field_name))
+        if entry is None:
+            return
+        with self._open_entry(entry) as raw:
+            rows = self._records(raw)
+            while True:
+                pairs = await asyncio.to_thread(_take_pairs, rows, batch_size)
+                if pairs:
+                    yield pairs
+                if len(pairs) < batch_size:
+                    return
+
+    # --- files ------------------------------------------------------------------------------------------
+    async def file_bytes(self, name: str, url: str | None) -> bytes | None:
+        if self.files_from is not None:
+            if not name or "/" in name or "\\" in name or name in (".", ".."):
+                return None
+            path = self.files_from / name
+            try:
+                return await asyncio.to_thread(path.read_bytes)
+            except OSError:
+                return None
+        if not url:
+            return None
+        if self.url_rewrite and url.startswith(self.url_rewrite[0]):
+            url = self.url_rewrite[1] + url[len(self.url_rewrite[0]):]
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
+        try:
+            response = await self._client.get(url)
+        except httpx.HTTPError:
+            return None
+        return response.content if response.status_code == 200 else None
+
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+
+class _Problems:
+    """Problems in the order found; past ``cap`` per (kind, class, field) only counted, then summed up."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.items: list[Problem] = []
+        self.counts: dict[tuple[str, str, str | None], int] = {}
+
+    def add(self, problem: Problem) -> None:
+        key = (problem.kind, problem.class_name, problem.field)
+        n = self.counts.get(key, 0) + 1
+        self.counts[key] = n
+        if n <= self.cap:
+            self.items.append(problem)
+
+    def finish(self) -> list[Problem]:
+        for (kind, class_name, field_name), n in self.counts.items():
+            if n > self.cap:
+                where = f"{class_name}.{field_name}" if field_name else class_name
+                self.items.append(Problem(kind, class_name, f"{n - self.cap} more {kind} problems in {where} "
+                                          f"(only the first {self.cap} are listed)", None, field_name))
+        return self.items
+
+
+def _json_size(obj: dict[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(obj))
+    except TypeError:  # integers beyond 64 bits
+        import json
+
+        return len(json.dumps(obj).encode())
+
+
+_STRING, _NUMBER, _BOOLEAN = ("String", None), ("Number", None), ("Boolean", None)
+_ARRAY, _OBJECT = ("Array", None), ("Object", None)
+_SIMPLE = {str: _STRING, int: _NUMBER, float: _NUMBER, bool: _BOOLEAN, list: _ARRAY}
+
+
+def _type_key(value: Any) -> TypeKey | None:
+    """``codec.type_of`` as a tuple (fast paths first); None for null and for what is no Parse value."""
+    simple = _SIMPLE.get(type(value))
+    if simple is not None:
+        return simple
+    if isinstance(value, dict):
+        kind = value.get("__type")
+        if kind is None:
+            return _OBJECT
+        if kind == "Pointer":
+            return (kind, value["className"]) if codec.is_pointer(value) else _OBJECT
+        if kind == "Relation":
+            target = value.get("className")
+            return (kind, target) if isinstance(target, str) and target else _OBJECT
+    try:
+        found = codec.type_of(value)
+    except (ParseError, KeyError):
+        return None
+    return (found["type"], found.get("targetClass")) if found else None
+
+
+def _pointers(value: Any, field_name: str, cls: int, oid: str, index: _Index, depth: int) -> None:
+    """Record every pointer in a field's value (top-level, in arrays, in nested objects)."""
+    if isinstance(value, dict):
+        if "__type" in value:
+            if value.get("__type") == "Pointer" and isinstance(value.get("className"), str) \
+                    and isinstance(value.get("objectId"), str):
+                index.add("ptr", (cls, oid, field_name, index.class_no(value["className"]), value["objectId"]))
+            return
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return
+    if depth < codec.MAX_NESTING:
+        for item in items:
+            if isinstance(item, dict | list):
+                _pointers(item, field_name, cls, oid, index, depth + 1)
+
+
+def _skip(records: Iterator[Any], n: int) -> int:
+    if n <= 0:
+        return 0
+    done = 0
+    for _ in records:
+        done += 1
+        if done >= n:
+            break
+    return done
+
+
+def _take_pairs(rows: Iterator[Any], batch_size: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for row in rows:
+        if isinstance(row, dict) and isinstance(row.get("owningId"), str) and isinstance(row.get("relatedId"), str):
+            out.append((row["owningId"], row["relatedId"]))
+            if len(out) >= batch_size:
+                break
+    return out
+
+
+_ERROR_KINDS = {errors.MISSING_OBJECT_ID: "missing-object-id", errors.INVALID_KEY_NAME: "invalid-field-name"}
+
+
+def _skip_problem(class_name: str, obj: Any, exc: ParseError, position: int) -> Problem:
+    oid = obj.get("objectId") if isinstance(obj, dict) else None
+    oid = oid if isinstance(oid, str) and oid else None
+    bad = None
+    if exc.code == errors.INVALID_KEY_NAME and isinstance(obj, dict):
+        bad = next((k for k in obj if not k.startswith("_") and k not in _NOT_FIELDS
+                    and not field_name_is_valid(k)), None)
+    return Problem(_ERROR_KINDS.get(exc.code, "invalid-object"), class_name,
+                   f"record #{position} skipped: {exc.message}", oid, bad)
