@@ -283,9 +283,10 @@ class MongoAdapter:
 
     async def close(self) -> None:
         if self._watcher is not None:
+            # Cancelling a change stream mid-getMore and then closing its cursor can wait forever for a
+            # killCursors reply (seen with SecantusDB): do not wait long; closing the client ends it.
             self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watcher
+            await asyncio.wait([self._watcher], timeout=1)
             self._watcher = None
         if self.client is not None:
             await self.client.close()
@@ -386,13 +387,14 @@ class MongoAdapter:
         """Follow every change to ``_SCHEMA`` (by any process) to keep ``schema_version`` current."""
         while True:
             try:
-                async with stream:
-                    async for _change in stream:
-                        self._version += 1
+                async for _change in stream:
+                    self._version += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep watching across failovers and restarts
                 log.warning("_SCHEMA change stream restarting after: %s", exc)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stream.close(), 2)
             self._version += 1
             await asyncio.sleep(0.5)
             try:
