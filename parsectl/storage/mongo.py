@@ -42,10 +42,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
+from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from parsectl.model import codec, errors
 from parsectl.model.codec import FieldType
@@ -642,6 +644,22 @@ class MongoAdapter:
         cursor = await coll.aggregate(pipeline, **self._op_kwargs())
         return await cursor.to_list(None)
 
+    async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
+                      order: list[SortKey] | None = None) -> Any:
+        """MongoDB's explain output for the find, as one JSON document in a list."""
+        compiler = self._compiler(schema)
+        flt = await compiler.compile(where)
+        kwargs: dict[str, Any] = {}
+        sort = compiler.sort(order or [])
+        if sort:
+            kwargs["sort"] = sort
+        if skip:
+            kwargs["skip"] = int(skip)
+        if limit:
+            kwargs["limit"] = int(limit)
+        plan = await self._coll(schema.class_name).find(flt, **kwargs).explain()
+        return [orjson.loads(json_util.dumps(plan, json_options=json_util.RELAXED_JSON_OPTIONS))]
+
     async def count(self, schema: ClassSchema, where: Node) -> int:
         flt = await self._compiler(schema).compile(where)
         if flt == MATCH_NONE:
@@ -793,6 +811,43 @@ class MongoAdapter:
                 await self._coll(join_collection(field, schema.class_name)).delete_many(
                     {"owningId": {"$in": [str(i) for i in ids]}})
         return len(ids)
+
+    # --- bulk paths (migration) ------------------------------------------------------------------------
+    async def insert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
+        """One unordered insertMany; documents whose _id (or a unique field) exists are skipped."""
+        if not objects:
+            return 0
+        docs = [self._encode(schema, obj) for obj in objects]
+        try:
+            result = await self._coll(schema.class_name).insert_many(docs, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if other:
+                raise ParseError(errors.INTERNAL_SERVER_ERROR, f"MongoDB insertMany failed: {other[0].get('errmsg')}"
+                                 ) from None
+            return int(exc.details.get("nInserted", 0))
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        if not pairs:
+            return
+        await self._coll(join_collection(field, class_name)).bulk_write([
+            UpdateOne({"relatedId": related, "owningId": owning},
+                      {"$set": {"relatedId": related, "owningId": owning}}, upsert=True)
+            for owning, related in dict.fromkeys(pairs)
+        ], ordered=False)
+
+    async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
+                            limit: int = 5000) -> list[tuple[str, str]]:
+        flt: dict[str, Any] = {}
+        if after is not None:
+            flt = {"$or": [{"owningId": {"$gt": after[0]}}, {"owningId": after[0], "relatedId": {"$gt": after[1]}}]}
+        cursor = self._coll(join_collection(field, class_name)).find(
+            flt, {"_id": 0, "owningId": 1, "relatedId": 1}, sort=[("owningId", 1), ("relatedId", 1)], limit=int(limit))
+        return [(d["owningId"], d["relatedId"]) async for d in cursor]
+
+    async def analyze(self) -> None:
+        """MongoDB keeps no planner statistics to refresh."""
 
 
 def _update_error(exc: OperationFailure, update: dict[str, Any]) -> ParseError:
