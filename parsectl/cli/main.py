@@ -7,7 +7,7 @@ import os
 import typer
 
 from parsectl import __version__
-from parsectl.cli import migrate, serve
+from parsectl.cli import migrate, mongod_conf, serve
 
 app = typer.Typer(
     name="parsectl",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.add_typer(migrate.app, name="migrate")
+app.add_typer(mongod_conf.app, name="mongod-conf")
 
 
 def _version(value: bool) -> None:
