@@ -49,7 +49,7 @@ _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.js
 # keys of an exported object that are not schema fields
 _NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
 _USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
-_FLUSH_ROWS = 20_000
+_FLUSH_ROWS = 4_000
 
 TypeKey = tuple[str, str | None]
 
