@@ -690,7 +690,7 @@ def markdown(results: dict) -> str:
     servers = results["servers"]
     cfg = results["config"]
     base = servers.get("node")
-    order = ["node", *[k for k in servers if k != "node"]]
+    order = [k for k in ["node", *[k for k in servers if k != "node"]] if k in servers]
     lines = [
         f"{cfg['connections']} keep-alive connections, {cfg['warmup_s']:g} s warm-up + {cfg['duration_s']:g} s "
         f"measured per scenario, wrk -t{cfg['wrk_threads']}, {cfg['seed_count']:,} seeded objects, "

@@ -745,6 +745,7 @@ def check(text: str, version: str | None = None, *, server: str | None = None) -
         return located.lines.get(path)
 
     # 2. Unknown, misplaced and unsupported keys, wrong types, out-of-range values
+    engine = _get(doc, "storage.engine")
     for path, value in _flatten(doc):
         spec = SCHEMA.get(path)
         parent = path.rsplit(".", 1)[0] if "." in path else ""
@@ -752,7 +753,8 @@ def check(text: str, version: str | None = None, *, server: str | None = None) -
             continue
         if spec is None:
             leaf = path.rsplit(".", 1)[-1]
-            homes = [p for p in _LEAVES.get(leaf.lower(), []) if p != path]
+            homes = sorted((p for p in _LEAVES.get(leaf.lower(), []) if p != path),
+                           key=lambda p: str(engine).lower() not in p.lower())
             if homes:
                 add("error", path, line_of(path), f"misplaced key {path}: {leaf} belongs under "
                     f"{homes[0].rsplit('.', 1)[0] or 'the top level'}",
@@ -787,7 +789,6 @@ def check(text: str, version: str | None = None, *, server: str | None = None) -
                 f"use a value in {spec.low:g}..{spec.high:g}" if spec.high is not None else f"use at least {spec.low:g}")
 
     # 3. Cross-key and version rules
-    engine = _get(doc, "storage.engine")
     if ver is not None:
         if _get(doc, "net.ssl") is not None and ver >= Version(4, 2):
             ssl = _get(doc, "net.ssl") or {}

@@ -30,7 +30,15 @@ _ACCOUNT_CLASSES = ("_User", "_Session")
 
 
 def new_object_id(size: int = 10) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(size))
+    """``size`` characters from [A-Za-z0-9], uniformly, from one read of the OS random source."""
+    out: list[str] = []
+    while len(out) < size:
+        for byte in secrets.token_bytes(size * 2):
+            if byte < 248:  # 248 = 4 * 62: reject the rest so every character is equally likely
+                out.append(_ID_ALPHABET[byte % 62])
+                if len(out) == size:
+                    break
+    return "".join(out)
 
 
 def _permission_denied() -> ParseError:
@@ -269,7 +277,9 @@ class RestService:
             self._check_clp(schema, "addField", auth)
         return await self.schemas.ensure_fields(schema, types)
 
-    async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
+    async def _prepare_create(self, auth: Auth, class_name: str, body: Any
+                              ) -> tuple[ClassSchema, StoredObject, dict[str, list[str]], dict[str, Any]]:
+        """Validate a create and build the stored object, its relation rows and the response."""
         if not isinstance(body, dict):
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
         schema = await self.schemas.get(class_name)
@@ -292,15 +302,49 @@ class RestService:
                 relations[name] = [p["objectId"] for p in value.adds]
                 continue
             if isinstance(value, Op):
+                echoed = type(value).__name__ in _ECHOED_OPS
                 value = value.initial_value()
-                if value is not None and isinstance(fields[name], Op) and type(fields[name]).__name__ in _ECHOED_OPS:
+                if value is not None and echoed:
                     response[name] = value
             if value is not None:
                 stored[name] = value
         if acl is not None:
             stored["_rperm"], stored["_wperm"] = codec.acl_to_perms(acl)
+        return schema, stored, relations, response
+
+    async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
+        schema, stored, relations, response = await self._prepare_create(auth, class_name, body)
         await self.storage.insert(schema, stored, relations)
-        return object_id, response
+        return stored["objectId"], response
+
+    async def create_many(self, auth: Auth, class_name: str, bodies: list[Any]
+                          ) -> list[dict[str, Any] | ParseError]:
+        """Several creates in one class (a /batch of creates): each is checked on its own, and those
+        that pass are written with one statement; the answer for each is its response or its error."""
+        results: list[dict[str, Any] | ParseError] = []
+        ready: list[tuple[int, StoredObject]] = []
+        schema: ClassSchema | None = None
+        for body in bodies:
+            try:
+                schema, stored, relations, response = await self._prepare_create(auth, class_name, body)
+            except ParseError as exc:
+                results.append(exc)
+                continue
+            results.append(response)
+            if relations:
+                try:
+                    await self.storage.insert(schema, stored, relations)
+                except ParseError as exc:
+                    results[-1] = exc
+            else:
+                ready.append((len(results) - 1, stored))
+        if ready and schema is not None:
+            schema = self.schemas.cached(class_name) or schema
+            outcomes = await self.storage.insert_batch(schema, [stored for _, stored in ready])
+            for (index, _), error in zip(ready, outcomes, strict=True):
+                if error is not None:
+                    results[index] = error
+        return results
 
     async def update(self, auth: Auth, class_name: str, object_id: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):

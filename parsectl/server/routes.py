@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -173,13 +174,32 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
         params = sub_body if method == "GET" and isinstance(sub_body, dict) else {}
         planned.append((matched[0], matched[1], Request(method, path, params, sub_body, request.auth,
                                                         request.base_url, request.mount_prefix)))
-    results: list[dict[str, Any]] = []
-    for handler, args, sub_request in planned:
+    async def one(handler: Handler, args: dict[str, str], sub_request: Request) -> dict[str, Any]:
         try:
             response = await handler(sub_request, args)
-            results.append({"success": response.data})
+            return {"success": response.data}
         except ParseError as exc:
-            results.append({"error": exc.to_json()})
+            return {"error": exc.to_json()}
         except HTTPError as exc:
-            results.append({"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}})
+            return {"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}}
+
+    results: list[dict[str, Any] | None] = [None] * len(planned)
+    creates: dict[str, list[int]] = {}
+    for index, (handler, args, _) in enumerate(planned):
+        if handler == router.create:
+            creates.setdefault(args["className"], []).append(index)
+
+    async def one_at(index: int) -> None:
+        results[index] = await one(*planned[index])
+
+    async def creates_in(class_name: str, indexes: list[int]) -> None:
+        outcomes = await router.rest.create_many(request.auth, class_name, [planned[i][2].body for i in indexes])
+        for index, outcome in zip(indexes, outcomes, strict=True):
+            results[index] = {"error": outcome.to_json()} if isinstance(outcome, ParseError) else {"success": outcome}
+
+    grouped = {i for indexes in creates.values() if len(indexes) > 1 for i in indexes}
+    # concurrently, as parse-server does (creates in one class go to the database together);
+    # the answers keep the order of the requests
+    await asyncio.gather(*(creates_in(c, ix) for c, ix in creates.items() if len(ix) > 1),
+                         *(one_at(i) for i in range(len(planned)) if i not in grouped))
     return Response.json(results)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from parsectl.model.codec import FieldType
+from parsectl.model.errors import ParseError
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import ClassSchema
 
@@ -51,6 +52,10 @@ class StorageAdapter(Protocol):
     async def insert(self, schema: ClassSchema, obj: StoredObject,
                      relations: dict[str, list[str]] | None = None) -> None:
         """Insert one object (137 if its objectId or a unique field is taken) and its relation rows."""
+
+    async def insert_batch(self, schema: ClassSchema, objects: list[StoredObject]) -> list[ParseError | None]:
+        """Insert several new objects (a /batch of creates) as one statement where the database allows;
+        one result per object: None when inserted, else the error that object alone would get."""
 
     async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
                    order: list[SortKey] | None = None) -> list[StoredObject]: ...

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -29,7 +30,7 @@ from parsectl.model import codec, errors
 from parsectl.model.codec import FieldType
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
-from parsectl.model.query import Node, SortKey
+from parsectl.model.query import And, Compare, Node, SortKey
 from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSchema, default_clp
 from parsectl.storage.base import StoredObject
 from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
@@ -37,6 +38,7 @@ from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
 from parsectl.uri import redact
 
 log = logging.getLogger("parsectl.storage.postgres")
+IDLE_CHECK_SECONDS = 2.0
 
 _PG_TYPES = {
     "String": "text", "Date": "timestamp with time zone", "Object": "jsonb", "File": "text",
@@ -131,15 +133,24 @@ class PostgresAdapter:
         min_size = min(max_size, int(options.get("minPoolSize", options.get("min", 2))))
         timeout = float(options.get("connectionTimeoutMillis", 10000)) / 1000
         self.uri = uri
+        self._last_used: dict[int, float] = {}
         self.pool = AsyncConnectionPool(uri, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-                                        check=AsyncConnectionPool.check_connection,
-                                        kwargs={"autocommit": True})
+                                        check=self._check, reset=self._returned, kwargs={"autocommit": True})
         self._sender = str(uuid.uuid4())
         self._version = 0
         self._listener: asyncio.Task[None] | None = None
         self._layouts: dict[int, tuple[ClassSchema, str, list[tuple[str, Any]]]] = {}
 
     # --- connection ----------------------------------------------------------------------------------
+    async def _returned(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._last_used[id(conn)] = time.monotonic()
+
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Ping a connection that sat idle (it may have died with a database restart); a busy one is
+        fresh enough, so the hot path pays no extra round trip."""
+        if time.monotonic() - self._last_used.get(id(conn), 0.0) > IDLE_CHECK_SECONDS:
+            await conn.execute("")
+
     async def open(self) -> None:
         try:
             probe = await psycopg.AsyncConnection.connect(self.uri, connect_timeout=max(1, int(self.pool.timeout)))
@@ -432,7 +443,7 @@ class PostgresAdapter:
             marks.append(mark)
             params.append(param)
         sql = f"INSERT INTO {quote(schema.class_name)} ({', '.join(names)}) VALUES ({', '.join(marks)})"
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, _transaction(conn, bool(relations)):
             try:
                 await conn.execute(sql, params)
             except pg_errors.UniqueViolation:
@@ -442,6 +453,44 @@ class PostgresAdapter:
                 raise _nul_error() from None
             for field, ids in (relations or {}).items():
                 await self._relation_rows(conn, schema.class_name, obj["objectId"], field, ids, [])
+
+    async def insert_batch(self, schema: ClassSchema, objects: list[StoredObject]) -> list[ParseError | None]:
+        """One multi-row INSERT; if any row is refused, each row is retried alone to find which."""
+        rows: list[dict[str, tuple[str, Any]]] = []
+        for obj in objects:
+            row = {}
+            for name, value in obj.items():
+                ftype = self._field_type(schema, name)
+                if ftype is None or ftype["type"] in ("Relation", "ACL") or value is None:
+                    continue
+                row[name] = self._value(ftype, value)
+            rows.append(row)
+        names = list(dict.fromkeys(name for row in rows for name in row))
+        params: list[Any] = []
+        tuples = []
+        for row in rows:
+            marks = []
+            for name in names:
+                mark, param = row.get(name, ("%s", None))
+                marks.append(mark)
+                params.append(param)
+            tuples.append("(" + ", ".join(marks) + ")")
+        sql = (f"INSERT INTO {quote(schema.class_name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES {', '.join(tuples)}")
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(sql, params)
+            return [None] * len(objects)
+        except (pg_errors.UniqueViolation, pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+            pass
+        results: list[ParseError | None] = []
+        for obj in objects:
+            try:
+                await self.insert(schema, obj)
+                results.append(None)
+            except ParseError as exc:
+                results.append(exc)
+        return results
 
     async def _relation_rows(self, conn: psycopg.AsyncConnection[Any], class_name: str, owner_id: str,
                              field: str, adds: list[str], removes: list[str]) -> None:
@@ -496,13 +545,13 @@ class PostgresAdapter:
         compiler = PostgresCompiler(schema)
         condition = compiler.compile(where)
         table = quote(schema.class_name)
-        target = condition if many else (
+        target = condition if many or _by_object_id(where) else (
             f'"objectId" = (SELECT "objectId" FROM {table} WHERE {condition} LIMIT 1 FOR UPDATE)')
         returning = ", ".join(quote(n) for n, _ in layout)
         if not assignments:
             assignments = ['"objectId" = "objectId"']
         sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE {target} RETURNING {returning}"
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, _transaction(conn, bool(relation_ops)):
             try:
                 cur = await conn.execute(sql, params + compiler.params)
                 rows = await cur.fetchall()
@@ -524,8 +573,9 @@ class PostgresAdapter:
         compiler = PostgresCompiler(schema)
         condition = compiler.compile(where)
         table = quote(schema.class_name)
-        target = condition if many else f'"objectId" = (SELECT "objectId" FROM {table} WHERE {condition} LIMIT 1)'
-        async with self.pool.connection() as conn, conn.transaction():
+        target = condition if many or _by_object_id(where) else (
+            f'"objectId" = (SELECT "objectId" FROM {table} WHERE {condition} LIMIT 1)')
+        async with self.pool.connection() as conn, _transaction(conn, bool(schema.relation_fields())):
             try:
                 cur = await conn.execute(f'DELETE FROM {table} WHERE {target} RETURNING "objectId"', compiler.params)
                 ids = [r[0] for r in await cur.fetchall()]
@@ -592,6 +642,18 @@ class PostgresAdapter:
     async def analyze(self) -> None:
         async with self.pool.connection() as conn:
             await conn.execute("ANALYZE")
+
+
+def _transaction(conn: psycopg.AsyncConnection[Any], needed: bool) -> Any:
+    """A transaction when a write spans statements; a single statement commits on its own."""
+    return conn.transaction() if needed else contextlib.nullcontext()
+
+
+def _by_object_id(where: Node) -> bool:
+    """The query names one objectId (alone or ANDed with other conditions), so it matches at most one row."""
+    nodes = where.children if isinstance(where, And) else [where]
+    return any(isinstance(n, Compare) and n.field == "objectId" and n.op == "eq" and isinstance(n.value, str)
+               for n in nodes)
 
 
 def _copy_value(value: Any) -> Any:

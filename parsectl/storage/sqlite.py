@@ -362,6 +362,16 @@ class SQLiteAdapter:
             for field, ids in (relations or {}).items():
                 self._relation_rows(schema.class_name, obj["objectId"], field, ids, [])
 
+    async def insert_batch(self, schema: ClassSchema, objects: list[StoredObject]) -> list[ParseError | None]:
+        results: list[ParseError | None] = []
+        for obj in objects:  # a local insert is microseconds: one by one keeps each error its own
+            try:
+                await self.insert(schema, obj)
+                results.append(None)
+            except ParseError as exc:
+                results.append(exc)
+        return results
+
     async def update(self, schema: ClassSchema, where: Node, changes: dict[str, Any], *,
                      many: bool = False) -> list[StoredObject]:
         select, layout = self._select(schema)
