@@ -158,7 +158,10 @@ def measure_write_rate(uri: str, *, client: Any = None, timeout_ms: int = 5000) 
     if own:
         from pymongo import MongoClient
 
-        client = MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, directConnection=True)
+        options: dict[str, Any] = {"directConnection": True}
+        if "serverselectiontimeoutms" not in uri.lower():  # the URI's own setting wins
+            options["serverSelectionTimeoutMS"] = timeout_ms
+        client = MongoClient(uri, **options)
     try:
         local = client["local"]
         first = local["oplog.rs"].find_one({}, sort=[("$natural", 1)], projection={"ts": 1})
