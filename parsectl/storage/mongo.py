@@ -677,6 +677,28 @@ class MongoAdapter:
         for field, ids in (relations or {}).items():
             await self._relation_rows(schema.class_name, obj["objectId"], field, ids, [])
 
+    async def insert_batch(self, schema: ClassSchema, objects: list[StoredObject]) -> list[ParseError | None]:
+        """One unordered insertMany; each refused document gets the error its own insert would get."""
+        results: list[ParseError | None] = [None] * len(objects)
+        docs: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for index, obj in enumerate(objects):
+            try:
+                docs.append(self._encode(schema, obj))
+                positions.append(index)
+            except ParseError as exc:
+                results[index] = exc
+        if not docs:
+            return results
+        try:
+            await self._coll(schema.class_name).insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                index = positions[error["index"]]
+                results[index] = (ParseError(errors.DUPLICATE_VALUE, _DUPLICATE) if error.get("code") == 11000
+                                  else ParseError(errors.INTERNAL_SERVER_ERROR, str(error.get("errmsg"))))
+        return results
+
     async def _relation_rows(self, class_name: str, owner_id: str, field: str, adds: list[str],
                              removes: list[str]) -> None:
         join = self._coll(join_collection(field, class_name))
