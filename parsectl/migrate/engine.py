@@ -182,6 +182,7 @@ class Migration:
         self.confirm = confirm or (lambda message: False)
         self.dest: StorageAdapter = adapter_for(destination_uri)
         self.report = Report(source.description, redact(destination_uri), options.dry_run)
+        self.legacy_tokens = 0
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -233,6 +234,10 @@ class Migration:
                 await self._copy_relation(name, field_name, state)
         if self.options.files:
             await self._copy_files(files, state)
+        if self.legacy_tokens:
+            self.report.warnings.append(
+                f"{self.legacy_tokens} user(s) carry a legacy hosted-Parse session token; only parse-server's MongoDB "
+                "format keeps those, so these users sign in again on this destination")
         await self.dest.analyze()
         state.clear()
 
@@ -311,6 +316,8 @@ class Migration:
                         continue
                     if self.options.files:
                         file_names(obj, files)
+                    if "_session_token" in obj and not mongo:
+                        self.legacy_tokens += 1
                     keep.append(obj)
                 inserted = await self.dest.insert_many(schema, keep)
                 progress["copied"] += inserted

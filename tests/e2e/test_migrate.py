@@ -1,0 +1,155 @@
+"""`parsectl migrate` end to end: a generated hosted-Parse export into SQLite and PostgreSQL, then served.
+
+Checks: the report, `migrate verify` (and that it catches a corrupted row), idempotent re-runs, the
+non-empty-destination guard, resuming after `kill -9`, parsectl serving the result (objects, relations,
+files), and the real node parse-server serving the PostgreSQL result (users log in with their old
+passwords, roles, pointers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.export_gen import ExportFacts, file_content, generate_export
+from tests.support.parsectl_proc import parsectl_command, parsectl_server
+from tests.support.pg import PgCluster
+from tests.support.reference import reference_server
+
+pytestmark = pytest.mark.slow
+
+
+def migrate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*parsectl_command(), "migrate", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> tuple[ExportFacts, Path]:
+    base = tmp_path_factory.mktemp("export")
+    facts = generate_export(base / "app.zip", objects=600, zip=True, files_dir=base / "files")
+    return facts, base
+
+
+def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportFacts, Path], tmp_path: Path) -> None:
+    facts, base = export
+    dest = f"sqlite:///{tmp_path / 'data' / 'parse.db'}"
+    out = migrate("--from", str(base / "app.zip"), "--to", dest, "--files", "--files-from", str(base / "files"),
+                  "--output", "json", cwd=tmp_path)
+    report = json.loads(out.stdout)
+    for name, count in facts.counts.items():
+        assert report["classes"][name]["copied"] == count, name
+    assert report["classes"]["_Role"]["relations"] == {"users": facts.relations["_Join:users:_Role.json"],
+                                                       "roles": facts.relations["_Join:roles:_Role.json"]}
+    assert report["files"] == {"copied": len(facts.file_names), "missing": []}
+    verify = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files", cwd=tmp_path)
+    assert "everything matches" in verify.stdout
+
+    # a second run with --mode merge adds nothing; without a mode a non-empty destination is refused
+    again = json.loads(migrate("--from", str(base / "app.zip"), "--to", dest, "--mode", "merge", "--output", "json",
+                               cwd=tmp_path).stdout)
+    assert all(c["copied"] == 0 and c["alreadyThere"] == facts.counts[n] for n, c in again["classes"].items())
+    refused = migrate("--from", str(base / "app.zip"), "--to", dest, cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "--mode merge" in refused.stderr
+
+    # parsectl serves the result: ids, timestamps, relations, pointers and file bytes
+    with parsectl_server(data_dir=tmp_path / "data", database_uri=dest) as srv:
+        h = srv.headers(master=True)
+        post_id = facts.ids["first_post"]
+        post = httpx.get(f"{srv.server_url}/classes/Post/{post_id}", headers=h).json()
+        assert post["objectId"] == post_id and post["createdAt"].endswith("Z")
+        likes = httpx.get(f"{srv.server_url}/schemas/Post", headers=h).json()["fields"]["likes"]
+        assert likes == {"type": "Relation", "targetClass": "_User"}  # inferred from the join file's ids
+        owner = sqlite3.connect(tmp_path / "data" / "parse.db").execute(
+            'SELECT "owningId", count(*) FROM "_Join:likes:Post" GROUP BY 1 LIMIT 1').fetchone()
+        related = {"$relatedTo": {"object": {"__type": "Pointer", "className": "Post", "objectId": owner[0]},
+                                  "key": "likes"}}
+        liked = httpx.get(f"{srv.server_url}/classes/_User", params={"where": json.dumps(related)}, headers=h).json()
+        assert len(liked["results"]) == owner[1]
+        users = httpx.get(f"{srv.server_url}/classes/_User", params={"limit": 1000}, headers=h).json()["results"]
+        assert len(users) == facts.counts["_User"]
+        assert not any("bcryptPassword" in u or "_hashed_password" in u for u in users)
+        name = facts.file_names[0]
+        r = httpx.get(f"{srv.server_url}/files/{srv.app_id}/{name}")
+        assert r.status_code == 200 and r.content == file_content(name)
+
+    # verify catches a corrupted row
+    db = sqlite3.connect(tmp_path / "data" / "parse.db")
+    db.execute('UPDATE "Post" SET "createdAt" = ? WHERE "objectId" = ?', ("2001-01-01T00:00:00.000Z", post_id))
+    db.commit()
+    db.close()
+    bad = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and post_id in bad.stdout and "MISMATCH" in bad.stdout
+
+
+def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path) -> None:
+    base = tmp_path / "big"
+    generate_export(base / "export", objects=20_000)
+    dest = f"sqlite:///{tmp_path / 'resume.db'}"
+    proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", str(base / "export"), "--to", dest,
+                             "--batch-size", "200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    state_dir = tmp_path / ".parsectl-migrate"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until some batches are committed, then kill -9
+        states = list(state_dir.glob("*.json")) if state_dir.exists() else []
+        if states:
+            with_progress = json.loads(states[0].read_text())
+            if sum(c.get("copied", 0) for c in with_progress["classes"].values()) >= 2000:
+                break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert list(state_dir.glob("*.json")), "the run finished before it could be interrupted"
+    resumed = json.loads(migrate("--from", str(base / "export"), "--to", dest, "--batch-size", "200",
+                                 "--output", "json", cwd=tmp_path).stdout)
+    assert resumed["resumed"] is True
+    verify = migrate("verify", "--from", str(base / "export"), "--to", dest, cwd=tmp_path)
+    assert "everything matches" in verify.stdout
+    assert not list(state_dir.glob("*.json"))  # a finished run leaves no checkpoint behind
+
+
+@pytest.mark.reference
+def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple[ExportFacts, Path],
+                                                                    pg: PgCluster, tmp_path: Path) -> None:
+    facts, base = export
+    pg.psql("CREATE DATABASE migrated", database="postgres")
+    dest = pg.uri.rsplit("/", 1)[0] + "/migrated"
+    migrate("--from", str(base / "app.zip"), "--to", dest, "--secure-clps", cwd=tmp_path)
+    assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest,
+                                           cwd=tmp_path).stdout
+    with reference_server(dest) as node:
+        for username, password in facts.passwords.items():
+            r = httpx.post(f"{node.server_url}/login", json={"username": username, "password": password},
+                           headers=node.headers(**{"X-Parse-Installation-Id": "11111111-2222-3333-4444-555555555555"}))
+            assert r.status_code == 200, (username, r.text)
+            assert r.json()["objectId"] == facts.user_ids[username]
+        r = httpx.post(f"{node.server_url}/login", json={"username": "alice", "password": "wrong"},
+                       headers=node.headers())
+        assert r.status_code == 404
+        admins = {"$relatedTo": {"object": {"__type": "Pointer", "className": "_Role",
+                                            "objectId": facts.role_ids["Administrators"]}, "key": "users"}}
+        r = httpx.get(f"{node.server_url}/classes/_User", params={"where": json.dumps(admins)},
+                      headers=node.headers(master=True))
+        assert r.status_code == 200 and r.json()["results"]
+        # --secure-clps: clients may no longer list users
+        r = httpx.get(f"{node.server_url}/classes/_User", headers=node.headers())
+        assert r.status_code == 400 and r.json()["code"] == 119
+        r = httpx.get(f"{node.server_url}/classes/Comment", params={"include": "post", "limit": 5},
+                      headers=node.headers(master=True))
+        assert r.status_code == 200 and any(isinstance(c.get("post"), dict) and c["post"].get("__type") == "Object"
+                                            for c in r.json()["results"])
