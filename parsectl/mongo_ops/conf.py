@@ -253,7 +253,7 @@ def oplog_size_mb(window_hours: float, rate_mb_per_hour: float) -> tuple[int, st
     text = f"{_fmt(window_hours)} h x {_fmt(rate_mb_per_hour)} MB/h = {_fmt(round(needed, 2))} MB"
     if value == MIN_OPLOG_MB and needed < MIN_OPLOG_MB:
         text += f", raised to the {MIN_OPLOG_MB} MB minimum"
-    else:
+    elif value != needed:
         text += f", rounded up to {value} MB"
     return value, text
 
