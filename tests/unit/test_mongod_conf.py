@@ -476,6 +476,71 @@ def test_remote_facts_refuses_host_missing_from_known_hosts(tmp_path: Path) -> N
         thread.join(5)
 
 
+def test_remote_facts_over_ssh_with_a_known_host_key(tmp_path: Path) -> None:
+    """The success path against an in-process SSH server on loopback: key listed in known_hosts, public-key
+    auth, the facts command answered with a canned /proc output."""
+    import socket
+    import threading
+
+    import paramiko
+
+    host_key = paramiko.RSAKey.generate(1024)
+    client_key = paramiko.RSAKey.generate(1024)
+    key_file = tmp_path / "id_rsa"
+    client_key.write_private_key_file(str(key_file))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n")
+    commands: list[str] = []
+
+    class Server(paramiko.ServerInterface):
+        def get_allowed_auths(self, username: str) -> str:
+            return "publickey"
+
+        def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+            ok = username == "ops" and key.get_base64() == client_key.get_base64()
+            return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
+        def check_channel_request(self, kind: str, chanid: int) -> int:
+            return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+        def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+            commands.append(command.decode())
+            channel.sendall(f"{MEMINFO}@@\n16\n@@\nmax\n".encode())
+            channel.send_exit_status(0)
+            channel.shutdown_write()
+            return True
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(host_key)
+        try:
+            transport.start_server(server=Server())
+            channel = transport.accept(5)
+            if channel is not None:
+                deadline = 50
+                while not channel.closed and deadline:
+                    threading.Event().wait(0.1)
+                    deadline -= 1
+        finally:
+            transport.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        found = facts.remote_facts(f"ops@127.0.0.1:{port}", known_hosts=str(known), key_filename=str(key_file),
+                                   timeout=5)
+    finally:
+        listener.close()
+        thread.join(10)
+    assert (found.ram_gb, found.cores, found.source) == (62.8, 16, f"ops@127.0.0.1:{port}")
+    assert commands == [facts.REMOTE_COMMAND]
+
+
 def test_rate_from_oplog() -> None:
     assert facts.rate_from_oplog(0, 7200, 1000 * 1024 * 1024) == 500
     with pytest.raises(facts.FactsError, match="spans only"):
@@ -642,3 +707,13 @@ def test_cli_measure_from_unreachable_exits_2() -> None:
     result = runner.invoke(app, ["mongod-conf", "--ram", "8GB", "--cores", "2", "--oplog-window", "24h",
                                  "--measure-from", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200"])
     assert result.exit_code == 2 and "cannot measure" in result.output
+
+
+def test_cli_from_host_unreachable_exits_2(tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    out = tmp_path / "mongod.conf"
+    result = runner.invoke(app, ["mongod-conf", "--from-host", "ops@127.0.0.1:1", "--known-hosts", str(known),
+                                 "--out", str(out)])
+    assert result.exit_code == 2 and "127.0.0.1:1" in result.output
+    assert not out.exists()
