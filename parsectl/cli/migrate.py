@@ -109,6 +109,10 @@ class _Bars:
                 if bars.progress is None and not bars.quiet:
                     typer.echo(f"{class_name}: done ({bars.counts[class_name]} read)", err=True)
 
+            def note(self, message: str) -> None:
+                if not bars.quiet:
+                    typer.echo(message, err=True)
+
         return Reporter()
 
     def __exit__(self, *exc: object) -> None:
@@ -170,6 +174,9 @@ def migrate(
                                      help="Apply restrictive CLPs to _User/_Session/_Installation if the source had none"),
     include_sessions: bool = typer.Option(False, "--include-sessions", help="Also copy _Session"),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to copy (default: all)"),
+    follow: bool = typer.Option(False, "--follow",
+                                help="After the copy, keep applying the live source's changes until Ctrl-C or "
+                                     "SIGTERM, then remove what the source deleted (copy, sync, finalise)"),
     batch_size: int = typer.Option(1000, "--batch-size", min=1, max=100_000),
     state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir", help="Where checkpoints are kept"),
     output: str = typer.Option("text", "--output", help="text or json"),
@@ -202,10 +209,24 @@ def migrate(
             return False
         return typer.confirm(question, default=False)
 
+    if follow and dry_run:
+        _fail("--follow and --dry-run do not go together")
+
+    async def run(migration: Migration) -> Any:
+        if follow:
+            import signal
+
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            migration.follow = stop
+        return await migration.run()
+
     try:
         with _Bars(quiet=output == "json") as progress:
             migration = Migration(source, to, options, progress, confirm)
-            report = asyncio.run(migration.run())
+            report = asyncio.run(run(migration))
     except MigrationError as exc:
         _fail(str(exc), EXIT_FAILED)
     except ValueError as exc:

@@ -8,6 +8,7 @@ result equals one uninterrupted run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -20,11 +21,15 @@ from typing import Any
 import orjson
 
 from parsectl.migrate.source import Problem, Source, SourceSchema
-from parsectl.model.query import MatchAll
+from parsectl.model import codec
+from parsectl.model.query import Compare, In, MatchAll, RelatedTo, SortKey
 from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema, default_clp
 from parsectl.storage import adapter_for
 from parsectl.storage.base import StorageAdapter, StoredObject
 from parsectl.uri import redact
+
+FOLLOW_INTERVAL = 2.0  # seconds between two passes over the source's changes
+FOLLOW_CLOCK_MARGIN = 60.0  # seconds of overlap between passes, against clock skew between machines
 
 # problems that only inform: the data is still valid Parse data
 WARNING_KINDS = frozenset(("dangling-pointer",))
@@ -79,6 +84,8 @@ class Report:
     files_missing: list[str] = field(default_factory=list)
     resumed: bool = False
     seconds: float = 0.0
+    followed: int = 0
+    deleted: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +99,7 @@ class Report:
             "warnings": self.warnings,
             "suggestedClassLevelPermissions": self.suggested_clps,
             "files": {"copied": self.files_copied, "missing": self.files_missing},
+            "follow": {"changesApplied": self.followed, "deletionsApplied": self.deleted},
         }
 
 
@@ -150,6 +158,12 @@ class State:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
+def _minus_seconds(iso: str, seconds: float) -> str:
+    from datetime import timedelta
+
+    return codec.format_iso(codec.parse_iso(iso) - timedelta(seconds=seconds))
+
+
 def file_names(value: Any, out: dict[str, str | None]) -> None:
     """Collect the File values (name -> url) anywhere in a value: top level, nested, in arrays."""
     if isinstance(value, dict):
@@ -163,12 +177,17 @@ def file_names(value: Any, out: dict[str, str | None]) -> None:
             file_names(item, out)
 
 
-def _decide(problems: list[Problem], on_problem: str) -> tuple[list[Problem], set[tuple[str, str]]]:
+# problems a source resolves itself under --on-problem skip (the record or the class is left out)
+SKIPPED_BY_SOURCE = frozenset(("missing-object-id", "invalid-class-name", "invalid-object"))
+
+
+def _decide(problems: list[Problem], on_problem: str, mongo: bool) -> tuple[list[Problem], set[tuple[str, str]]]:
     """(blocking problems, objects to skip) under the policy."""
-    blocking = [p for p in problems if p.kind not in WARNING_KINDS]
+    warnings = WARNING_KINDS if mongo else WARNING_KINDS | {"too-large"}  # 16 MB is MongoDB's limit only
+    blocking = [p for p in problems if p.kind not in warnings]
     if on_problem == "skip":
-        return [p for p in blocking if not p.object_id], {(p.class_name, p.object_id) for p in blocking
-                                                          if p.object_id}
+        return ([p for p in blocking if not p.object_id and p.kind not in SKIPPED_BY_SOURCE],
+                {(p.class_name, p.object_id) for p in blocking if p.object_id})
     return blocking, set()
 
 
@@ -183,6 +202,8 @@ class Migration:
         self.dest: StorageAdapter = adapter_for(destination_uri)
         self.report = Report(source.description, redact(destination_uri), options.dry_run)
         self.legacy_tokens = 0
+        self.follow: asyncio.Event | None = None  # set: keep following changes until this event is set
+        self.started_iso = codec.now_iso()
 
     async def run(self) -> Report:
         started = time.monotonic()
@@ -209,7 +230,7 @@ class Migration:
             self.report.warnings.append(
                 "this source cannot export password hashes (parse-server never returns them over REST): "
                 "migrated users must reset their passwords, or migrate from the database instead")
-        blocking, skip = _decide(plan.problems, self.options.on_problem)
+        blocking, skip = _decide(plan.problems, self.options.on_problem, self.destination_uri.startswith("mongodb"))
         for name in classes:
             self.report.classes[name] = ClassReport(plan.counts.get(name))
             if name in SUGGESTED_CLPS and plan.classes[name].clp in ({}, default_clp()):
@@ -234,6 +255,12 @@ class Migration:
                 await self._copy_relation(name, field_name, state)
         if self.options.files:
             await self._copy_files(files, state)
+        for problem in getattr(self.source, "skipped", []):
+            self.report.problems.append(problem)
+            if problem.class_name in self.report.classes:
+                self.report.classes[problem.class_name].skipped += 1
+        if self.follow is not None:
+            await self._follow(plan, classes, self.follow)
         if self.legacy_tokens:
             self.report.warnings.append(
                 f"{self.legacy_tokens} user(s) carry a legacy hosted-Parse session token; only parse-server's MongoDB "
@@ -343,6 +370,79 @@ class Migration:
         state.data["relations"][key] = total
         state.save()
         self.report.classes[class_name].relations[field_name] = total
+
+    # --- --follow: copy, then sync, then finalise (the hosted migration's copy-sync-finalise) -------------
+    async def _follow(self, plan: SourceSchema, classes: list[str], stop: asyncio.Event) -> None:
+        if not hasattr(self.source, "changed"):
+            raise MigrationError("--follow needs a live source (a database or a Parse Server URL)")
+        # objects changed while the copy ran are picked up by the first pass (updatedAt >= its start)
+        watermark = _minus_seconds(self.started_iso, FOLLOW_CLOCK_MARGIN)
+        self.progress.note("following changes; press Ctrl-C (or send SIGTERM) to finalise")
+        while True:
+            cycle_started = codec.now_iso()
+            # classes and fields the app added since the copy began come along
+            live = SourceSchema(await self.source.live_schemas())
+            classes = self._classes(live)
+            await self._create_schemas(live, classes)
+            stored = await self.dest.load_schemas()
+            for name in classes:
+                async for objects in self.source.changed(name, watermark):
+                    await self.dest.upsert_many(stored[name], objects)
+                    await self._sync_relations(live.classes[name], [o["objectId"] for o in objects])
+                    self.report.followed += len(objects)
+            watermark = _minus_seconds(cycle_started, FOLLOW_CLOCK_MARGIN)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=FOLLOW_INTERVAL)
+                break
+            except TimeoutError:
+                continue
+        for name in classes:
+            await self._remove_deleted(name)
+
+    async def _sync_relations(self, wanted: ClassSchema, owner_ids: list[str]) -> None:
+        schemas = await self.dest.load_schemas()
+        for field_name, target in wanted.relation_fields().items():
+            target_schema = schemas.get(target)
+            for owner in owner_ids:
+                expected = set(await self.source.related_ids(wanted.class_name, field_name, owner))
+                owner_ptr = {"__type": "Pointer", "className": wanted.class_name, "objectId": owner}
+                have = set() if target_schema is None else {
+                    o["objectId"] for o in await self.dest.find(target_schema, RelatedTo(owner_ptr, field_name))}
+                if expected - have:
+                    await self.dest.add_relation_rows(wanted.class_name, field_name,
+                                                      [(owner, r) for r in sorted(expected - have)])
+                if have - expected:
+                    await self.dest.remove_relation_rows(wanted.class_name, field_name,
+                                                         [(owner, r) for r in sorted(have - expected)])
+
+    async def _remove_deleted(self, class_name: str) -> None:
+        """Finalise: delete from the destination what the source no longer has (both walked in objectId order)."""
+        schema = (await self.dest.load_schemas())[class_name]
+        source_ids = self._source_ids(class_name)
+        pending: str | None = await anext(source_ids, None)
+        after: str | None = None
+        gone: list[str] = []
+        while True:
+            where: Any = Compare("objectId", "gt", after) if after is not None else MatchAll()
+            page = await self.dest.find(schema, where, limit=5000, order=[SortKey("objectId")])
+            if not page:
+                break
+            for obj in page:
+                oid = obj["objectId"]
+                while pending is not None and pending < oid:
+                    pending = await anext(source_ids, None)
+                if pending != oid:
+                    gone.append(oid)
+            after = page[-1]["objectId"]
+        for start in range(0, len(gone), 1000):
+            chunk = gone[start:start + 1000]
+            await self.dest.delete(schema, In("objectId", chunk), many=True)
+        self.report.deleted += len(gone)
+
+    async def _source_ids(self, class_name: str) -> Any:
+        async for batch in self.source.objects(class_name, batch_size=self.options.batch_size):
+            for obj in batch.objects:
+                yield obj["objectId"]
 
     async def _copy_files(self, names: dict[str, str | None], state: State) -> None:
         from parsectl.files import adapter_for as files_adapter_for

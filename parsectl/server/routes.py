@@ -184,10 +184,6 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
             return {"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}}
 
     results: list[dict[str, Any] | None] = [None] * len(planned)
-    creates: dict[str, list[int]] = {}
-    for index, (handler, args, _) in enumerate(planned):
-        if handler == router.create:
-            creates.setdefault(args["className"], []).append(index)
 
     async def one_at(index: int) -> None:
         results[index] = await one(*planned[index])
@@ -197,9 +193,35 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
         for index, outcome in zip(indexes, outcomes, strict=True):
             results[index] = {"error": outcome.to_json()} if isinstance(outcome, ParseError) else {"success": outcome}
 
-    grouped = {i for indexes in creates.values() if len(indexes) > 1 for i in indexes}
-    # concurrently, as parse-server does (creates in one class go to the database together);
-    # the answers keep the order of the requests
-    await asyncio.gather(*(creates_in(c, ix) for c, ix in creates.items() if len(ix) > 1),
-                         *(one_at(i) for i in range(len(planned)) if i not in grouped))
+    async def run_segment(indexes: list[int]) -> None:
+        creates: dict[str, list[int]] = {}
+        others: list[int] = []
+        for index in indexes:
+            handler, args, _ = planned[index]
+            if handler == router.create:
+                creates.setdefault(args["className"], []).append(index)
+            else:
+                others.append(index)
+        await asyncio.gather(*(creates_in(c, ix) if len(ix) > 1 else one_at(ix[0]) for c, ix in creates.items()),
+                             *(one_at(i) for i in others))
+
+    # Sub-requests run concurrently, as parse-server runs them, except that one touching an object an
+    # earlier sub-request touched, or a query, waits for what comes before it: a batch that updates then
+    # reads an object sees its own write. Creates of one class are written together.
+    segment: list[int] = []
+    touched: set[str] = set()
+    for index, (handler, args, _) in enumerate(planned):
+        key = f"{args.get('className')}/{args['objectId']}" if "objectId" in args else None
+        ordered = handler == router.find or (key is not None and key in touched)
+        if ordered and segment:
+            await run_segment(segment)
+            segment, touched = [], set()
+        segment.append(index)
+        if key is not None:
+            touched.add(key)
+        if handler == router.find:
+            await run_segment(segment)
+            segment, touched = [], set()
+    if segment:
+        await run_segment(segment)
     return Response.json(results)

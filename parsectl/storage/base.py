@@ -78,12 +78,19 @@ class StorageAdapter(Protocol):
         """Insert objects in one transaction, skipping any whose objectId (or unique field) exists;
         return how many were inserted. Idempotent, so an interrupted load can simply be repeated."""
 
+    async def upsert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> None:
+        """Write objects whole: insert new ones, replace existing ones (fields they lack become unset);
+        relation rows are left alone."""
+
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         """Add (owningId, relatedId) rows to a relation, ignoring rows already there."""
 
     async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
                             limit: int = 5000) -> list[tuple[str, str]]:
         """(owningId, relatedId) rows in that order, after a given row."""
+
+    async def remove_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """Remove (owningId, relatedId) rows from a relation."""
 
     async def analyze(self) -> None:
         """Refresh the database's statistics after a bulk load."""

@@ -40,13 +40,12 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
-from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import AsyncMongoClient, DeleteOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from parsectl.model import codec, errors
@@ -57,6 +56,7 @@ from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import ClassSchema, default_clp
 from parsectl.storage.base import StoredObject
 from parsectl.storage.mongo_query import MATCH_NONE, MongoCompiler, interior, join_collection, top_level
+from parsectl.uri import redact
 
 log = logging.getLogger("parsectl.storage.mongo")
 
@@ -266,13 +266,13 @@ class MongoAdapter:
             client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
                 self.uri, tz_aware=True, connect=False, **self._client_kwargs)
         except PyMongoError as exc:
-            raise ValueError(f"invalid MongoDB databaseURI or databaseOptions ({_redact(self.uri)}): {exc}") from None
+            raise ValueError(f"invalid MongoDB databaseURI or databaseOptions ({redact(self.uri)}): {exc}") from None
         try:
             await client.admin.command("ping")
         except PyMongoError as exc:
             await client.close()
             first = str(exc).strip().split(", Timeout:")[0].splitlines()[0]
-            raise ConnectionError(f"cannot connect to MongoDB at {_redact(self.uri)}: {first}") from None
+            raise ConnectionError(f"cannot connect to MongoDB at {redact(self.uri)}: {first}") from None
         self.client = client
         # parse-server (node driver) uses the database named in the URI, else "test"
         self.db = client.get_default_database("test")
@@ -850,6 +850,19 @@ class MongoAdapter:
                                  ) from None
             return int(exc.details.get("nInserted", 0))
 
+    async def upsert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> None:
+        if not objects:
+            return
+        docs = [self._encode(schema, obj) for obj in objects]
+        await self._coll(schema.class_name).bulk_write(
+            [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs], ordered=False)
+
+    async def remove_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        if not pairs:
+            return
+        await self._coll(join_collection(field, class_name)).bulk_write(
+            [DeleteOne({"relatedId": related, "owningId": owning}) for owning, related in pairs], ordered=False)
+
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         if not pairs:
             return
@@ -880,14 +893,6 @@ def _update_error(exc: OperationFailure, update: dict[str, Any]) -> ParseError:
         return ParseError(errors.INCORRECT_TYPE, "Cannot apply an array operation to a non-array value")
     return ParseError(errors.INTERNAL_SERVER_ERROR, f"MongoDB update failed: {message}")
 
-
-def _redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.password:
-        userinfo, _, host = parts.netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    return uri
 
 
 __all__ = ["MongoAdapter", "from_mongo_schema", "legacy_acl", "to_mongo_schema"]

@@ -619,6 +619,32 @@ class PostgresAdapter:
             except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
                 raise _nul_error() from None
 
+    async def upsert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> None:
+        if not objects:
+            return
+        _, layout = self._layout(schema)
+        names = [name for name, _ in layout]
+        params: list[Any] = []
+        tuples = []
+        for obj in objects:
+            marks = []
+            for name in names:
+                ftype = self._field_type(schema, name)
+                mark, param = self._value(ftype, obj.get(name)) if ftype else ("%s", None)
+                marks.append(mark)
+                params.append(param)
+            tuples.append("(" + ", ".join(marks) + ")")
+        updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n != "objectId")
+        sql = (f"INSERT INTO {quote(schema.class_name)} ({', '.join(quote(n) for n in names)}) VALUES "
+               f"{', '.join(tuples)} ON CONFLICT (\"objectId\") DO UPDATE SET {updates}")
+        async with self.pool.connection() as conn:
+            await conn.execute(sql, params)
+
+    async def remove_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(f'DELETE FROM {quote(join_table(field, class_name))}'
+                                  ' WHERE "owningId" = %s AND "relatedId" = %s', pairs)
+
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(self._join_ddl(field, class_name))

@@ -442,6 +442,21 @@ class SQLiteAdapter:
             db.executemany(sql, [[row.get(n) for n in names] for row in rows])
             return db.total_changes - before
 
+    async def upsert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> None:
+        if not objects:
+            return
+        names = self._columns(schema)
+        rows = [self._row_values(schema, obj) for obj in objects]
+        sql = (f"INSERT OR REPLACE INTO {quote(schema.class_name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        with self._write() as db:
+            db.executemany(sql, [[row.get(n) for n in names] for row in rows])
+
+    async def remove_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        with self._write() as db:
+            db.executemany(f'DELETE FROM {quote(join_table(field, class_name))} WHERE "owningId" = ? AND "relatedId" = ?',
+                           pairs)
+
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         with self._write() as db:
             self._create_join_table(field, class_name)

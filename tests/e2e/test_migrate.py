@@ -153,3 +153,42 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
                       headers=node.headers(master=True))
         assert r.status_code == 200 and any(isinstance(c.get("post"), dict) and c["post"].get("__type") == "Object"
                                             for c in r.json()["results"])
+
+
+def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) -> None:
+    """copy -> sync -> finalise from a live parsectl store into another database."""
+    source_dir = tmp_path / "live"
+    source_uri = f"sqlite:///{source_dir / 'parse.db'}"
+    dest = f"sqlite:///{tmp_path / 'copy.db'}"
+    with parsectl_server(data_dir=source_dir, database_uri=source_uri) as live:
+        h = live.headers(master=True)
+        ids = [httpx.post(f"{live.server_url}/classes/Item", json={"n": i}, headers=h).json()["objectId"]
+               for i in range(30)]
+        owner = ids[0]
+        proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", source_uri, "--to", dest, "--follow",
+                                 "--output", "json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (tmp_path / "copy.db").exists():
+                time.sleep(0.05)
+            time.sleep(1.5)  # the copy is done and following
+            new = httpx.post(f"{live.server_url}/classes/Item", json={"n": 100}, headers=h).json()["objectId"]
+            httpx.put(f"{live.server_url}/classes/Item/{ids[1]}", json={"n": {"__op": "Increment", "amount": 5}},
+                      headers=h)
+            httpx.put(f"{live.server_url}/classes/Item/{owner}", headers=h, json={"rel": {
+                "__op": "AddRelation", "objects": [{"__type": "Pointer", "className": "Item", "objectId": new}]}})
+            httpx.delete(f"{live.server_url}/classes/Item/{ids[2]}", headers=h)
+            time.sleep(3)  # at least one sync pass
+        finally:
+            proc.send_signal(signal.SIGTERM)  # finalise
+            out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert report["follow"]["changesApplied"] >= 3 and report["follow"]["deletionsApplied"] == 1
+    verify = migrate("verify", "--from", source_uri, "--to", dest, cwd=tmp_path)
+    assert "everything matches" in verify.stdout
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute('SELECT "n" FROM "Item" WHERE "objectId" = ?', (ids[1],)).fetchone()[0] == 6
+    assert copy.execute('SELECT count(*) FROM "Item" WHERE "objectId" = ?', (ids[2],)).fetchone()[0] == 0
+    assert copy.execute('SELECT count(*) FROM "_Join:rel:Item"').fetchone()[0] == 1

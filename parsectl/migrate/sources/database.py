@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from parsectl.migrate.source import Batch, SourceSchema
-from parsectl.model.query import Compare, MatchAll, SortKey
+from parsectl.model.query import And, Compare, MatchAll, RelatedTo, SortKey
 from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema
 from parsectl.storage import adapter_for
-from parsectl.storage.base import StorageAdapter
+from parsectl.storage.base import StorageAdapter, StoredObject
+from parsectl.uri import redact
 
 
 class DatabaseSourceError(RuntimeError):
@@ -177,6 +177,35 @@ class DatabaseSource:
                 return
             after = rows[-1]
 
+    # --- following a live database (``migrate --follow``) --------------------------------------------------
+    async def live_schemas(self) -> dict[str, ClassSchema]:
+        """The schemas as they are now (classes and fields added since the copy began included)."""
+        self._schemas = None
+        return await self._load_schemas()
+
+    async def changed(self, class_name: str, since: str, *, batch_size: int = 1000
+                      ) -> AsyncIterator[list[StoredObject]]:
+        """Objects updated at or after ``since`` (an ISO date), in objectId order."""
+        schema = await self._schema_of(class_name)
+        after: str | None = None
+        while True:
+            where: Any = Compare("updatedAt", "gte", since)
+            if after is not None:
+                where = And([where, Compare("objectId", "gt", after)])
+            objects = await self.adapter.find(schema, where, limit=batch_size, order=[SortKey("objectId")])
+            if not objects:
+                return
+            yield objects
+            after = objects[-1]["objectId"]
+
+    async def related_ids(self, class_name: str, field_name: str, owner_id: str) -> list[str]:
+        schema = await self._schema_of(class_name)
+        target = (await self._load_schemas()).get(schema.fields[field_name]["targetClass"])
+        if target is None:
+            return []
+        owner = {"__type": "Pointer", "className": class_name, "objectId": owner_id}
+        return [o["objectId"] for o in await self.adapter.find(target, RelatedTo(owner, field_name))]
+
     # --- files -----------------------------------------------------------------------------------------
     async def _files_adapter(self) -> Any:
         """parse-server's default files storage for this database: GridFS on MongoDB, the data directory of a
@@ -232,15 +261,3 @@ def sqlite_path(uri: str) -> Path:
     if path.startswith("//"):  # sqlite:////abs/path
         path = "/" + path.lstrip("/")
     return Path(path)
-
-
-def redact(uri: str) -> str:
-    """The URI without its password."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return uri
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

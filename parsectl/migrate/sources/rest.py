@@ -23,6 +23,7 @@ from parsectl.migrate.source import Batch, SourceSchema
 from parsectl.model.errors import ParseError
 from parsectl.model.objects import rest_to_storage
 from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema, default_clp
+from parsectl.storage.base import StoredObject
 
 PAGE_LIMIT = 1000  # hosted Parse and many deployments cap `limit` at 1000
 RELATION_CONCURRENCY = 8  # owning objects whose relations are read at the same time
@@ -229,6 +230,33 @@ class RestSource:
                     rows = rows[batch_size:]
         if rows:
             yield rows
+
+    # --- following a live server (``migrate --follow``) ----------------------------------------------------
+    async def live_schemas(self) -> dict[str, ClassSchema]:
+        """The schemas as they are now (classes and fields added since the copy began included)."""
+        self._schemas = None
+        return await self._load_schemas()
+
+    async def changed(self, class_name: str, since: str, *, batch_size: int = PAGE_LIMIT
+                      ) -> AsyncIterator[list[StoredObject]]:
+        """Objects updated at or after ``since`` (an ISO date), in objectId order."""
+        after: str | None = None
+        limit = max(1, min(batch_size, PAGE_LIMIT))
+        while True:
+            where: dict[str, Any] = {"updatedAt": {"$gte": {"__type": "Date", "iso": since}}}
+            if after is not None:
+                where["objectId"] = {"$gt": after}
+            results = (await self._find(class_name, where, limit=limit))["results"]
+            if not results:
+                return
+            objects = [rest_to_storage(class_name, item) for item in results]
+            yield objects
+            after = objects[-1]["objectId"]
+
+    async def related_ids(self, class_name: str, field_name: str, owner_id: str) -> list[str]:
+        schema = (await self._load_schemas()).get(class_name)
+        target = schema.fields[field_name]["targetClass"] if schema else None
+        return await self._related(class_name, field_name, target, owner_id) if target else []
 
     # --- files -----------------------------------------------------------------------------------------
     async def file_bytes(self, name: str, url: str | None) -> bytes | None:
