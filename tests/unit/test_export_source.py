@@ -447,10 +447,11 @@ def test_memory_does_not_grow_with_the_export(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_memory_bounded_on_200k_objects(tmp_path: Path) -> None:
-    path = generate_export(tmp_path / "big.zip", objects=200_000, zip=True).path
+def test_memory_bounded_on_50k_objects(tmp_path: Path) -> None:
+    """The peak stays at batch size while the export is many times larger (tracemalloc makes this slow)."""
+    path = generate_export(tmp_path / "big.zip", objects=50_000, zip=True).path
     unpacked = sum(i.file_size for i in zipfile.ZipFile(path).infolist())
-    assert unpacked > 100_000_000
+    assert unpacked > 25_000_000
     peak = _peak_over_a_full_read(path)
     assert peak < 16_000_000, peak
 
