@@ -105,42 +105,20 @@ def parse_target(target: str) -> tuple[str | None, str, int]:
 
 def remote_facts(target: str, *, key_filename: str | None = None, known_hosts: str | None = None,
                  timeout: float = 10.0) -> HostFacts:
-    """RAM and cores of ``user@host[:port]`` over SSH. Unknown host keys are refused (known_hosts only)."""
-    import paramiko
+    """RAM and cores of ``user@host[:port]`` over SSH (parsectl.ssh). Unknown host keys are refused."""
+    from parsectl.ssh import SSHError, Target, connect
 
     user, host, port = parse_target(target)
-    client = paramiko.SSHClient()
+    ssh_target = Target(host, port=port, user=user, key_file=key_filename, known_hosts=known_hosts,
+                        timeout=timeout, retries=0)
     try:
-        if known_hosts:
-            try:
-                client.load_host_keys(known_hosts)
-            except OSError as exc:
-                raise FactsError(f"cannot read known_hosts file {known_hosts}: {exc.strerror}") from exc
-        else:
-            client.load_system_host_keys()
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        try:
-            client.connect(host, port=port, username=user, key_filename=key_filename, timeout=timeout,
-                           banner_timeout=timeout, auth_timeout=timeout,
-                           look_for_keys=key_filename is None, allow_agent=key_filename is None)
-        except paramiko.BadHostKeyException as exc:
-            raise FactsError(f"the host key of {host}:{port} does not match known_hosts: refusing to connect "
-                             "(check whether the host was reinstalled before updating known_hosts)") from exc
-        except paramiko.SSHException as exc:
-            if "not found in known_hosts" in str(exc):
-                raise FactsError(f"{host}:{port} is not in known_hosts: refusing to connect to an unverified "
-                                 f"host. Verify its key and add it (ssh-keyscan -p {port} {host} >> "
-                                 "~/.ssh/known_hosts), or pass --known-hosts FILE") from exc
-            raise FactsError(f"SSH to {host}:{port} failed: {exc}") from exc
-        except OSError as exc:
-            raise FactsError(f"cannot reach {host}:{port}: {exc.strerror or exc}") from exc
-        _stdin, stdout, stderr = client.exec_command(REMOTE_COMMAND, timeout=timeout)
-        output = stdout.read().decode("utf-8", "replace")
-        if stdout.channel.recv_exit_status() != 0 and not output:
-            raise FactsError(f"reading facts on {host} failed: {stderr.read().decode('utf-8', 'replace')[:200]}")
-        return parse_remote_output(output, f"{user + '@' if user else ''}{host}:{port}")
-    finally:
-        client.close()
+        with connect(ssh_target) as session:
+            result = session.run(REMOTE_COMMAND, check=False, timeout=timeout)
+    except SSHError as exc:
+        raise FactsError(str(exc)) from exc
+    if result.exit_code != 0 and not result.stdout:
+        raise FactsError(f"reading facts on {host} failed: {result.stderr[:200]}")
+    return parse_remote_output(result.stdout, f"{user + '@' if user else ''}{host}:{port}")
 
 
 def rate_from_oplog(first_ts: int, last_ts: int, size_bytes: int) -> float:
