@@ -1,0 +1,1 @@
+"""Backups: strata for MongoRocks nodes, SQLite online backups for the embedded store."""
