@@ -7,7 +7,7 @@ import os
 import typer
 
 from parsectl import __version__
-from parsectl.cli import migrate, mongod_conf, serve
+from parsectl.cli import migrate, mongod_conf, provision, serve
 
 app = typer.Typer(
     name="parsectl",
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(mongod_conf.app, name="mongod-conf")
+app.command(name="provision-node", epilog=provision.EPILOG)(provision.provision_node)
+app.add_typer(provision.replset_app, name="replset")
 
 
 def _version(value: bool) -> None:
