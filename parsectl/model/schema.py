@@ -86,6 +86,9 @@ USER_INTERNAL_FIELDS: dict[str, FieldType] = {
     "_password_history": {"type": "Array"},
 }
 
+# Classes parse-server creates when it starts on a database
+STARTUP_CLASSES = ("_User", "_Role")
+
 # Fields a client never writes directly (they are set by the server).
 READ_ONLY_FIELDS = frozenset(("objectId", "createdAt", "updatedAt"))
 

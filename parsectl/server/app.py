@@ -25,10 +25,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from parsectl.files import adapter_for as files_adapter_for
-from parsectl.model import codec, errors, query
+from parsectl.model import errors
 from parsectl.model.errors import HTTPError, ParseError
-from parsectl.model.schema import ClassSchema
-from parsectl.server.auth import Auth
 from parsectl.server.config import ServerOptions
 from parsectl.server.envelope import KeyPolicy, apply_body_keys, read_headers
 from parsectl.server.files_api import FilesApi
@@ -74,7 +72,7 @@ class ParseServer:
         self.cors = cors_headers(self.options.allow_origin)
         self.files_adapter = files_adapter_for(self.options)
         self.rest.files_adapter = self.files_adapter
-        self.files = FilesApi(self.options, self.files_adapter, self.keys, self._resolve_session, self._base_url,
+        self.files = FilesApi(self.options, self.files_adapter, self.keys, self.rest.sessions.resolve, self._base_url,
                               self.storage, self.schemas)
         self._started = False
         self._start_lock = asyncio.Lock()
@@ -174,8 +172,10 @@ class ParseServer:
         apply_body_keys(info, body, self.options)
         client = scope.get("client")
         auth = self.keys.authorize(info, client[0] if client else None)
+        if path == "/login":
+            auth.session_token = None  # as parse-server: a log-in ignores any session token
         if auth.session_token and not auth.master:
-            await self._resolve_session(auth)
+            await self.rest.sessions.resolve(auth)
 
         base_url = self._base_url(scope, root)
         _base_url.set(base_url)
@@ -194,21 +194,6 @@ class ParseServer:
             return not_found_page(scope["method"], scope.get("root_path", "") + path)
         handler, args = matched
         return await handler(request, args)
-
-    async def _resolve_session(self, auth: Auth) -> None:
-        """Find the user of a session token (209 if there is no such live session)."""
-        invalid = ParseError(errors.INVALID_SESSION_TOKEN, "Invalid session token")
-        schema: ClassSchema | None = await self.schemas.get("_Session")
-        if schema is None:
-            raise invalid
-        rows = await self.storage.find(schema, query.Compare("sessionToken", "eq", auth.session_token), limit=1)
-        if not rows or not codec.is_pointer(rows[0].get("user")):
-            raise invalid
-        expires = rows[0].get("expiresAt")
-        if isinstance(expires, dict) and expires.get("iso", "") < codec.now_iso():
-            raise ParseError(errors.INVALID_SESSION_TOKEN, "Session token is expired.")
-        auth.user_id = rows[0]["user"]["objectId"]
-
 
 class _RequestAwareRest(RestService):
     """File URLs and Locations follow the URL the request came in on when no serverURL is set."""

@@ -12,6 +12,8 @@ class Auth:
     roles: list[str] = field(default_factory=list)
     installation_id: str | None = None
     session_token: str | None = None
+    session_id: str | None = None
+    read_only: bool = False
 
     def acl_group(self) -> list[str]:
         """The ACL entities this caller matches: ``*``, its roles and its user id."""

@@ -45,6 +45,10 @@ class ServerOptions:
     files_adapter: dict[str, Any] | None = None
     file_upload: dict[str, Any] = field(default_factory=dict)
     preserve_file_name: bool = False
+    read_only_master_key: str | None = None
+    session_length: int = 31536000
+    enforce_private_users: bool = True
+    protected_fields: dict[str, Any] | None = None
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -56,6 +60,8 @@ class ServerOptions:
         "masterKeyIps": "master_key_ips", "maxUploadSize": "max_upload_size", "allowOrigin": "allow_origin",
         "collectionPrefix": "collection_prefix", "databaseOptions": "database_options",
         "filesAdapter": "files_adapter", "fileUpload": "file_upload", "preserveFileName": "preserve_file_name",
+        "readOnlyMasterKey": "read_only_master_key", "sessionLength": "session_length",
+        "enforcePrivateUsers": "enforce_private_users", "protectedFields": "protected_fields",
     }
 
     @classmethod
@@ -120,6 +126,16 @@ class ServerOptions:
                 ipaddress.ip_network(entry, strict=False)
             except (ValueError, TypeError):
                 fail("masterKeyIps", f"has an invalid IP address or range: {entry!r}")
+        if isinstance(self.session_length, str) and self.session_length.isdigit():
+            self.session_length = int(self.session_length)
+        if isinstance(self.session_length, bool) or not isinstance(self.session_length, int) or self.session_length < 1:
+            fail("sessionLength", "must be a positive number of seconds")
+        if not isinstance(self.enforce_private_users, bool):
+            fail("enforcePrivateUsers", "must be true or false")
+        if self.protected_fields is not None and not isinstance(self.protected_fields, dict):
+            fail("protectedFields", "must be an object such as {\"_User\": {\"*\": [\"email\"]}}")
+        if self.read_only_master_key is not None and not isinstance(self.read_only_master_key, str):
+            fail("readOnlyMasterKey", "must be a string")
         if not isinstance(self.collection_prefix, str):
             fail("collectionPrefix", "must be a string")
         if not isinstance(self.database_options, dict):

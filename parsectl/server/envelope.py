@@ -130,10 +130,11 @@ class KeyPolicy:
     def authorize(self, info: KeyInfo, client_ip: str | None) -> Auth:
         """The caller's auth before any session is resolved (403 unauthorized on bad keys)."""
         options = self.options
-        if info.master_key is not None and info.master_key == options.master_key:
+        if info.master_key is not None and info.master_key in (options.master_key, options.read_only_master_key):
             if not self.ip_allowed(client_ip):
                 raise unauthorized()
-            return Auth(master=True, installation_id=info.installation_id, session_token=info.session_token)
+            return Auth(master=True, installation_id=info.installation_id, session_token=info.session_token,
+                        read_only=info.master_key != options.master_key)
         configured = options.client_keys
         if configured and not any(
             info.client_keys.get(name) == value for name, value in configured.items()

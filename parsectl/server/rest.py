@@ -17,8 +17,15 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp, parse_value
 from parsectl.model.query import FindOptions
 from parsectl.model.schema import ClassSchema, check_class_name, check_field_name
+from parsectl.server import users
 from parsectl.server.auth import Auth
 from parsectl.server.config import ServerOptions
+from parsectl.server.permissions import (
+    check_clp,
+    check_protected_query,
+    enforce_class_security,
+    protected_fields,
+)
 from parsectl.server.schemas import SchemaController
 from parsectl.storage.base import StorageAdapter, StoredObject
 
@@ -26,7 +33,8 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 _DENYLIST_KEYS = ("constructor", "__proto__")
 _ECHOED_OPS = ("Increment", "Add", "AddUnique", "Remove")
 _ALWAYS_KEYS = ("objectId", "createdAt", "updatedAt", "ACL")
-_ACCOUNT_CLASSES = ("_User", "_Session")
+_METHOD = {"find": "find", "count": "find", "get": "get", "create": "create", "update": "update",
+           "delete": "delete", "addField": "update"}
 
 
 def new_object_id(size: int = 10) -> str:
@@ -64,6 +72,7 @@ class RestService:
         self.options = options
         self.storage = storage
         self.schemas = schemas
+        self.sessions = users.Sessions(self)
 
     # --- URLs -----------------------------------------------------------------------------------------
     def server_url(self) -> str:
@@ -77,31 +86,36 @@ class RestService:
 
     # --- permissions --------------------------------------------------------------------------------
     def _check_clp(self, schema: ClassSchema, operation: str, auth: Auth) -> None:
-        if auth.master:
-            return
-        perms = schema.clp.get(operation)
-        if perms is None:
-            return
-        group = auth.acl_group()
-        if any(perms.get(entity) for entity in group):
-            return
-        if auth.user_id and perms.get("requiresAuthentication"):
-            return
-        if perms.get("requiresAuthentication") and not auth.user_id:
-            raise ParseError(errors.OBJECT_NOT_FOUND, "Permission denied, user needs to be authenticated.")
-        raise ParseError(errors.OPERATION_FORBIDDEN,
-                         f"Permission denied for action {operation} on class {schema.class_name}.")
+        """A CLP check for operations that cannot be narrowed by pointer permissions (create, addField)."""
+        if check_clp(schema, operation, auth) is not None:
+            raise ParseError(errors.OPERATION_FORBIDDEN,
+                             f"Permission denied for action {operation} on class {schema.class_name}.")
 
-    async def _schema_for(self, auth: Auth, class_name: str, operation: str) -> ClassSchema | None:
-        """The class's schema after the existence and CLP checks; None if a master reads a missing class."""
+    async def _schema_for(self, auth: Auth, class_name: str, operation: str
+                          ) -> tuple[ClassSchema | None, query.Node | None]:
+        """The class's schema after class security, existence and CLP checks, and the constraint
+        pointer permissions add (None if none); the schema is None when a master reads a missing class."""
+        enforce_class_security(_METHOD[operation], class_name, auth)
+        if class_name == "_Session" and not auth.master and not auth.user_id:
+            raise ParseError(errors.INVALID_SESSION_TOKEN, "Invalid session token")
         schema = await self.schemas.get(class_name)
         if schema is None:
             if not auth.master and not self.options.allow_client_class_creation:
                 raise _permission_denied()
             check_class_name(class_name)
-            return None
-        self._check_clp(schema, operation, auth)
-        return schema
+            return None, None
+        constraint = check_clp(schema, operation, auth)
+        if class_name == "_Session" and not auth.master:
+            mine = query.Compare("user", "eq", codec.pointer("_User", auth.user_id))
+            constraint = mine if constraint is None else query.And([constraint, mine])
+        return schema, constraint
+
+    @staticmethod
+    def _narrow(where: query.Node, constraint: query.Node | None) -> query.Node:
+        return where if constraint is None else query.And([where, constraint])
+
+    def _hidden(self, schema: ClassSchema, auth: Auth) -> set[str]:
+        return protected_fields(schema, auth, self.options.protected_fields)
 
     def _read_filter(self, auth: Auth, where: query.Node) -> query.Node:
         if auth.master:
@@ -114,11 +128,14 @@ class RestService:
         return query.And([where, query.PermIn("_wperm", auth.acl_group())])
 
     # --- output ---------------------------------------------------------------------------------------
-    def to_wire(self, schema: ClassSchema, obj: StoredObject, auth: Auth) -> dict[str, Any]:
-        """A stored object as the REST API returns it."""
+    def to_wire(self, schema: ClassSchema, obj: StoredObject, auth: Auth,
+                hidden: set[str] | None = None) -> dict[str, Any]:
+        """A stored object as the REST API returns it (``hidden``: protected fields to leave out)."""
         out: dict[str, Any] = {}
+        if hidden and schema.class_name == "_User" and obj.get("objectId") == auth.user_id:
+            hidden = None  # users see all of their own record
         for key, value in obj.items():
-            if key[0] == "_":
+            if key[0] == "_" or (hidden and key in hidden):
                 continue
             if isinstance(value, dict) and value.get("__type") == "File":
                 value = {"__type": "File", "name": value["name"], "url": self.file_url(value["name"])}
@@ -141,21 +158,27 @@ class RestService:
         if isinstance(node, query.Not):
             return query.Not(await self._resolve(auth, schema, node.child))
         if isinstance(node, query.InQuery):
-            sub_schema = await self._schema_for(auth, node.class_name, "find")
+            sub_schema, constraint = await self._schema_for(auth, node.class_name, "find")
             if sub_schema is None:
                 rows = []
             else:
                 where = await self._resolve(auth, sub_schema, node.where)
-                rows = await self.storage.find(sub_schema, self._read_filter(auth, where))
+                check_protected_query(sub_schema, where, self._hidden(sub_schema, auth))
+                rows = await self.storage.find(sub_schema, self._read_filter(auth, self._narrow(where, constraint)))
             pointers = [codec.pointer(node.class_name, r["objectId"]) for r in rows]
             return query.In(node.field, pointers, negate=node.negate)
         if isinstance(node, query.Select):
-            sub_schema = await self._schema_for(auth, node.class_name, "find")
+            sub_schema, constraint = await self._schema_for(auth, node.class_name, "find")
             values: list[Any] = []
             if sub_schema is not None:
                 where = await self._resolve(auth, sub_schema, node.where)
-                for row in await self.storage.find(sub_schema, self._read_filter(auth, where)):
-                    value: Any = self.to_wire(sub_schema, row, auth)
+                hidden = self._hidden(sub_schema, auth)
+                check_protected_query(sub_schema, where, hidden)
+                if node.key.split(".", 1)[0] in hidden:
+                    raise ParseError(errors.OPERATION_FORBIDDEN, f"This user is not allowed to query "
+                                     f"{node.key.split('.', 1)[0]} on class {sub_schema.class_name}")
+                for row in await self.storage.find(sub_schema, self._read_filter(auth, self._narrow(where, constraint))):
+                    value: Any = self.to_wire(sub_schema, row, auth, hidden)
                     for part in node.key.split("."):
                         value = value.get(part) if isinstance(value, dict) else None
                     if value is not None:
@@ -182,17 +205,25 @@ class RestService:
                 for result in response["results"]:
                     result["className"] = target
                 return response
-        schema = await self._schema_for(auth, class_name, "count" if opts.count and opts.limit == 0 else operation)
+        schema, constraint = await self._schema_for(auth, class_name,
+                                                    "count" if opts.count and opts.limit == 0 else operation)
         if schema is None:
             return {"results": [], **({"count": 0} if opts.count else {})}
-        where = self._read_filter(auth, await self._resolve(auth, schema, opts.where))
+        hidden = self._hidden(schema, auth)
+        resolved = await self._resolve(auth, schema, opts.where)
+        check_protected_query(schema, resolved, hidden)
+        for key in opts.order:
+            if key.field.split(".", 1)[0] in hidden:
+                raise ParseError(errors.OPERATION_FORBIDDEN,
+                                 f"This user is not allowed to query {key.field} on class {class_name}")
+        where = self._read_filter(auth, self._narrow(resolved, constraint))
         if opts.explain:
             plan = await self.storage.explain(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)
             return {"results": plan}
         response: dict[str, Any] = {}
         if opts.limit != 0:
             rows = await self.storage.find(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)
-            results = [self.to_wire(schema, row, auth) for row in rows]
+            results = [self.to_wire(schema, row, auth, hidden) for row in rows]
             includes = _include_paths(opts, schema)
             for path in includes:
                 await self._include(auth, results, path.split("."), opts)
@@ -220,14 +251,15 @@ class RestService:
         replace: dict[str, dict[str, Any]] = {}
         for class_name, ids in pointers.items():
             try:
-                schema = await self._schema_for(auth, class_name, "get")
+                schema, constraint = await self._schema_for(auth, class_name, "get")
             except ParseError:
                 continue
             if schema is None:
                 continue
-            where = self._read_filter(auth, query.In("objectId", sorted(ids)))
+            hidden = self._hidden(schema, auth)
+            where = self._read_filter(auth, self._narrow(query.In("objectId", sorted(ids)), constraint))
             for row in await self.storage.find(schema, where):
-                obj = self.to_wire(schema, row, auth)
+                obj = self.to_wire(schema, row, auth, hidden)
                 sub_keys = _sub_keys(opts.keys, path)
                 obj = _project(obj, sub_keys, _sub_keys(opts.exclude_keys, path) or [])
                 replace[row["objectId"]] = {"__type": "Object", "className": class_name, **obj}
@@ -235,20 +267,23 @@ class RestService:
             _replace_pointers(result, path, replace)
 
     # --- writes ------------------------------------------------------------------------------------------
-    def _prepare_fields(self, class_name: str, body: dict[str, Any], *, creating: bool
+    def _prepare_fields(self, class_name: str, body: dict[str, Any], *, creating: bool, auth: Auth
                         ) -> tuple[dict[str, Any], Any]:
-        """Validate a write body: field names, values and ops; the ACL is returned apart."""
-        if class_name in _ACCOUNT_CLASSES:
-            # Never store a password or a session token unhashed: writes to these classes need the
-            # user and session logic (signup, login, password hashing) that is not in this version.
-            raise ParseError(errors.OPERATION_FORBIDDEN,
-                             f"Writing {class_name} objects is not supported by this version of parsectl yet")
+        """Validate a write body: field names, values and ops; the ACL is returned apart. A ``_User``
+        password comes back as the plain string under ``password`` (hashed by the caller)."""
         if creating:
             if "objectId" in body:
                 raise ParseError(errors.INVALID_KEY_NAME, "objectId is an invalid field name.")
             if body.get("id"):
                 raise ParseError(errors.INVALID_KEY_NAME, "id is an invalid field name.")
         _check_denylist(body)
+        if class_name == "_User" and "emailVerified" in body and not auth.master:
+            raise ParseError(errors.OPERATION_FORBIDDEN,
+                             "Clients aren't allowed to manually update email verification.")
+        if class_name == "_Session" and not auth.master:
+            raise ParseError(errors.OPERATION_FORBIDDEN,
+                             f"Clients aren't allowed to perform the {'create' if creating else 'update'} "
+                             "operation on the _Session collection.")
         fields: dict[str, Any] = {}
         acl: Any = None
         for key, value in body.items():
@@ -257,9 +292,14 @@ class RestService:
             if key == "ACL":
                 acl = codec.validate_acl(value)
                 continue
+            if class_name == "_User" and key == "password":
+                if value is not None and not isinstance(value, str):
+                    raise ParseError(errors.PASSWORD_MISSING, "password is required")
+                fields[key] = value
+                continue
             if "." in key:
                 raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
-            if key.startswith("_") and key != "_Hooks":
+            if key.startswith("_"):
                 raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
             check_field_name(key)
             fields[key] = parse_value(value)
@@ -268,6 +308,8 @@ class RestService:
     async def _typed_schema(self, auth: Auth, schema: ClassSchema, fields: dict[str, Any]) -> ClassSchema:
         types = {}
         for name, value in fields.items():
+            if schema.class_name == "_User" and name == "password":
+                continue
             ftype = value.field_type() if isinstance(value, Op) else codec.type_of(value)
             if isinstance(value, RelationOp) and not value.target:
                 continue
@@ -277,24 +319,58 @@ class RestService:
             self._check_clp(schema, "addField", auth)
         return await self.schemas.ensure_fields(schema, types)
 
+    async def _user_fields(self, schema: ClassSchema, fields: dict[str, Any], object_id: str | None) -> None:
+        """Sign-up and user-update rules: username/email uniqueness (case-insensitive), email format, and the
+        password hashed into ``_hashed_password``."""
+        username, email = fields.get("username"), fields.get("email")
+        if object_id is None and not fields.get("authData"):
+            if not isinstance(username, str) or not username:
+                raise ParseError(errors.USERNAME_MISSING, "bad or missing username")
+            if not isinstance(fields.get("password"), str) or not fields["password"]:
+                raise ParseError(errors.PASSWORD_MISSING, "password is required")
+        if isinstance(username, str):
+            await users.ensure_unique(self, schema, "username", username, object_id, errors.USERNAME_TAKEN,
+                                      "Account already exists for this username.")
+        if email is not None and not isinstance(email, Op):
+            users.validate_email(email)
+            await users.ensure_unique(self, schema, "email", email, object_id, errors.EMAIL_TAKEN,
+                                      "Account already exists for this email address.")
+        if "password" in fields:
+            password = fields.pop("password")
+            if not isinstance(password, str) or not password:
+                raise ParseError(errors.PASSWORD_MISSING, "password is required")
+            fields["_hashed_password"] = await users.hash_password(password)
+
     async def _prepare_create(self, auth: Auth, class_name: str, body: Any
                               ) -> tuple[ClassSchema, StoredObject, dict[str, list[str]], dict[str, Any]]:
         """Validate a create and build the stored object, its relation rows and the response."""
         if not isinstance(body, dict):
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
+        enforce_class_security("create", class_name, auth)
         schema = await self.schemas.get(class_name)
         if schema is None and not auth.master and not self.options.allow_client_class_creation:
             raise _permission_denied()
         check_class_name(class_name)
-        fields, acl = self._prepare_fields(class_name, body, creating=True)
+        fields, acl = self._prepare_fields(class_name, body, creating=True, auth=auth)
         if schema is None:
             schema = await self.schemas.create(class_name)
         self._check_clp(schema, "create", auth)
+        object_id = new_object_id()
+        if class_name == "_User":
+            await self._user_fields(schema, fields, None)
+            if acl is None:
+                acl = {object_id: {"read": True, "write": True}}
+                if not self.options.enforce_private_users:
+                    acl["*"] = {"read": True}
+        elif class_name == "_Role":
+            users.validate_role_name(fields.get("name"))
+            if acl is None:
+                raise ParseError(errors.INCORRECT_TYPE, "ACL is required.")
+        internal = {k: fields.pop(k) for k in list(fields) if k.startswith("_")}
         schema = await self._typed_schema(auth, schema, fields)
 
         now = codec.now_iso()
-        object_id = new_object_id()
-        stored: StoredObject = {"objectId": object_id, "createdAt": now, "updatedAt": now}
+        stored: StoredObject = {"objectId": object_id, "createdAt": now, "updatedAt": now, **internal}
         relations: dict[str, list[str]] = {}
         response: dict[str, Any] = {"objectId": object_id, "createdAt": now}
         for name, value in fields.items():
@@ -312,16 +388,37 @@ class RestService:
             stored["_rperm"], stored["_wperm"] = codec.acl_to_perms(acl)
         return schema, stored, relations, response
 
+    async def _after_create(self, auth: Auth, class_name: str, stored: StoredObject,
+                            response: dict[str, Any]) -> None:
+        if class_name == "_User" and not auth.master:
+            provider = ",".join(stored.get("authData") or {}) or None
+            response["sessionToken"] = await self.sessions.create(
+                stored["objectId"], auth.installation_id, "login" if provider else "signup", provider or "password")
+        if class_name == "_Role":
+            self.sessions.clear_role_cache()
+
     async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
         schema, stored, relations, response = await self._prepare_create(auth, class_name, body)
-        await self.storage.insert(schema, stored, relations)
+        try:
+            await self.storage.insert(schema, stored, relations)
+        except ParseError as exc:
+            raise _duplicate_user_error(class_name, exc) from None
+        await self._after_create(auth, class_name, stored, response)
         return stored["objectId"], response
 
     async def create_many(self, auth: Auth, class_name: str, bodies: list[Any]
                           ) -> list[dict[str, Any] | ParseError]:
         """Several creates in one class (a /batch of creates): each is checked on its own, and those
         that pass are written with one statement; the answer for each is its response or its error."""
-        results: list[dict[str, Any] | ParseError] = []
+        if class_name in ("_User", "_Role", "_Session"):  # these need per-object follow-ups
+            results: list[dict[str, Any] | ParseError] = []
+            for body in bodies:
+                try:
+                    results.append((await self.create(auth, class_name, body))[1])
+                except ParseError as exc:
+                    results.append(exc)
+            return results
+        results = []
         ready: list[tuple[int, StoredObject]] = []
         schema: ClassSchema | None = None
         for body in bodies:
@@ -351,35 +448,70 @@ class RestService:
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
         if body.get("objectId") not in (None, object_id):
             raise ParseError(errors.INVALID_KEY_NAME, "objectId is an invalid field name.")
-        fields, acl = self._prepare_fields(class_name, body, creating=False)
-        schema = await self._schema_for(auth, class_name, "update")
+        if class_name == "_User" and not auth.master and not auth.user_id:
+            raise ParseError(errors.SESSION_MISSING, f"Cannot modify user {object_id}.")
+        fields, acl = self._prepare_fields(class_name, body, creating=False, auth=auth)
+        schema, constraint = await self._schema_for(auth, class_name, "update")
         if schema is None:
             raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        changing_password = class_name == "_User" and "password" in fields
+        if class_name == "_User":
+            await self._user_fields(schema, fields, object_id)
+        if class_name == "_Role":
+            if "name" in fields:
+                raise ParseError(136, "A role's name can only be set before it has been saved.")
+            self.sessions.clear_role_cache()
+        internal = {k: fields.pop(k) for k in list(fields) if k.startswith("_")}
         schema = await self._typed_schema(auth, schema, fields)
         now = codec.now_iso()
-        changes: dict[str, Any] = dict(fields)
+        changes: dict[str, Any] = {**fields, **internal}
         changes["updatedAt"] = now
         if acl is not None:
             changes["_rperm"], changes["_wperm"] = codec.acl_to_perms(acl)
-        where = self._write_filter(auth, query.Compare("objectId", "eq", object_id))
-        updated = await self.storage.update(schema, where, changes)
+        where = self._write_filter(auth, self._narrow(query.Compare("objectId", "eq", object_id), constraint))
+        try:
+            updated = await self.storage.update(schema, where, changes)
+        except ParseError as exc:
+            raise _duplicate_user_error(class_name, exc) from None
         if not updated:
+            if class_name == "_User" and not auth.master:
+                raise ParseError(errors.SESSION_MISSING, "Insufficient auth.")
             raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
         obj = updated[0]
         response: dict[str, Any] = {"updatedAt": now}
         for name, value in fields.items():
             if isinstance(value, Op) and type(value).__name__ in _ECHOED_OPS and obj.get(name) is not None:
                 response[name] = obj[name]
+        if changing_password:
+            # as parse-server: the user's sessions end; a user changing their own password gets a new one
+            await self.sessions.revoke_all(object_id)
+            if not auth.master:
+                response["sessionToken"] = await self.sessions.create(object_id, auth.installation_id, "login")
         return response
 
     async def delete(self, auth: Auth, class_name: str, object_id: str) -> dict[str, Any]:
-        schema = await self._schema_for(auth, class_name, "delete")
+        if class_name == "_User" and not auth.master and not auth.user_id:
+            raise ParseError(errors.SESSION_MISSING, "Insufficient auth to delete user")
+        schema, constraint = await self._schema_for(auth, class_name, "delete")
         if schema is None:
             raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
-        where = self._write_filter(auth, query.Compare("objectId", "eq", object_id))
+        where = self._write_filter(auth, self._narrow(query.Compare("objectId", "eq", object_id), constraint))
         if not await self.storage.delete(schema, where):
+            if class_name == "_User" and not auth.master:
+                raise ParseError(errors.SESSION_MISSING, "Insufficient auth.")
             raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
+        if class_name == "_User":
+            await self.sessions.revoke_all(object_id)
+        if class_name == "_Role":
+            self.sessions.clear_role_cache()
         return {}
+
+
+def _duplicate_user_error(class_name: str, exc: ParseError) -> ParseError:
+    """A unique-index refusal on _User (two sign-ups racing for one username) as parse-server answers it."""
+    if exc.code == errors.DUPLICATE_VALUE and class_name == "_User":
+        return ParseError(errors.USERNAME_TAKEN, "Account already exists for this username.")
+    return exc
 
 
 # --- include and projection helpers ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ from parsectl.server.auth import Auth
 from parsectl.server.http import Response
 from parsectl.server.rest import RestService
 from parsectl.server.schemas_api import SchemasAPI
+from parsectl.server.user_routes import UserRoutes
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Router:
         self.add("GET", rf"/classes/{_CLASS}/{_ID}", self.get)
         self.add("PUT", rf"/classes/{_CLASS}/{_ID}", self.update)
         self.add("DELETE", rf"/classes/{_CLASS}/{_ID}", self.delete)
+        UserRoutes(self).register()
         self.add("GET", r"/serverInfo", self.server_info)
         self.add("GET", r"/schemas", self.schemas_all)
         self.add("GET", rf"/schemas/{_CLASS}", self.schemas_one)

@@ -26,13 +26,20 @@ from parsectl.model.codec import FieldType
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp
 from parsectl.model.query import Node, SortKey
-from parsectl.model.schema import USER_INTERNAL_FIELDS, ClassSchema
+from parsectl.model.schema import STARTUP_CLASSES, USER_INTERNAL_FIELDS, ClassSchema
 from parsectl.storage.base import StoredObject
 from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
 from parsectl.storage.sqlite_query import Compiler, regex_match
 
 _COLUMN_SQL = {"Number": "NUMERIC", "Boolean": "INTEGER"}
 
+
+
+# parse-server's unique indexes (same names as on PostgreSQL)
+_UNIQUE = {
+    "_User": (("_User_unique_username", "username"), ("_User_unique_email", "email")),
+    "_Role": (("_Role_unique_name", "name"),),
+}
 
 
 def _table_fields(schema: ClassSchema) -> dict[str, FieldType]:
@@ -102,6 +109,8 @@ class SQLiteAdapter:
             ' "isParseClass" INTEGER NOT NULL DEFAULT 1)'
         )
         self._db = db
+        for class_name in STARTUP_CLASSES:  # as parse-server creates them when it starts
+            await self.ensure_class(ClassSchema.new(class_name))
 
     async def close(self) -> None:
         if self._db is not None:
@@ -178,6 +187,9 @@ class SQLiteAdapter:
                     continue
                 columns.append(f"{quote(name)} {_column_type(ftype)}")
             db.execute(f"CREATE TABLE IF NOT EXISTS {quote(schema.class_name)} ({', '.join(columns)})")
+            for name, column in _UNIQUE.get(schema.class_name, ()):
+                db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(name)} ON {quote(schema.class_name)}"
+                           f" ({quote(column)})")
             for name, target in schema.relation_fields().items():
                 del target
                 self._create_join_table(name, schema.class_name)

@@ -1,0 +1,183 @@
+"""Users, sessions and roles: password hashing, session tokens, sign-up/log-in/log-out, role membership.
+
+Passwords are bcrypt hashes at cost 10 (``$2a$``, ``$2b$`` and ``$2y$`` hashes written by hosted Parse
+and node parse-server all verify). Hashing runs in a worker thread so a log-in never stalls other
+requests. Session tokens are ``r:`` + 32 hex characters, kept in ``_Session`` as parse-server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import bcrypt
+
+from parsectl.model import codec, errors, query
+from parsectl.model.errors import ParseError
+from parsectl.model.schema import ClassSchema
+from parsectl.server.auth import Auth
+
+if TYPE_CHECKING:
+    from parsectl.server.rest import RestService
+
+BCRYPT_COST = 10
+SESSION_LENGTH = timedelta(days=365)
+ROLE_CACHE_SECONDS = 5.0
+_EMAIL = re.compile(r"^.+@.+$")
+_ROLE_NAME = re.compile(r"^[0-9a-zA-Z\-_ ]+$")
+
+
+async def hash_password(password: str) -> str:
+    hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), bcrypt.gensalt(BCRYPT_COST))
+    return hashed.decode()
+
+
+async def check_password(password: str, hashed: Any) -> bool:
+    if not isinstance(hashed, str) or not hashed.startswith("$2"):
+        return False
+    # node's @node-rs/bcrypt writes $2y$, hosted Parse $2a$; the algorithm is the same
+    normalized = "$2b$" + hashed[4:] if hashed[:4] in ("$2y$", "$2a$") else hashed
+    try:
+        return await asyncio.to_thread(bcrypt.checkpw, password.encode(), normalized.encode())
+    except ValueError:
+        return False
+
+
+def new_session_token() -> str:
+    return "r:" + secrets.token_hex(16)
+
+
+def exact(value: str) -> str:
+    """A regex matching ``value`` exactly (for case-insensitive uniqueness checks)."""
+    return "^" + re.escape(value) + "$"
+
+
+def validate_role_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ParseError(errors.INCORRECT_TYPE, "name is required.")
+    if not _ROLE_NAME.match(name):
+        raise ParseError(errors.INVALID_ROLE_NAME, "A role's name can be only contain alphanumeric characters, _, -, and spaces.")
+
+
+def validate_email(email: Any) -> None:
+    if not isinstance(email, str) or not _EMAIL.match(email):
+        raise ParseError(errors.INVALID_EMAIL_ADDRESS, "Email address format is invalid.")
+
+
+class Sessions:
+    """Session tokens and role membership, with short caches as parse-server keeps (cacheTTL 5 s)."""
+
+    def __init__(self, rest: RestService) -> None:
+        self.rest = rest
+        self._roles: dict[str, tuple[float, list[str]]] = {}
+
+    def clear_role_cache(self) -> None:
+        self._roles.clear()
+
+    async def resolve(self, auth: Auth) -> None:
+        """Set the user (and roles) of a session token; 209 if the token is unknown or expired."""
+        schema = await self.rest.schemas.get("_Session")
+        invalid = ParseError(errors.INVALID_SESSION_TOKEN, "Invalid session token")
+        if schema is None:
+            raise invalid
+        rows = await self.rest.storage.find(schema, query.Compare("sessionToken", "eq", auth.session_token),
+                                            limit=1)
+        if not rows or not codec.is_pointer(rows[0].get("user")):
+            raise invalid
+        expires = rows[0].get("expiresAt")
+        if isinstance(expires, dict) and expires.get("iso", "") < codec.now_iso():
+            raise ParseError(errors.INVALID_SESSION_TOKEN, "Session token is expired.")
+        auth.user_id = rows[0]["user"]["objectId"]
+        auth.session_id = rows[0]["objectId"]
+        auth.roles = await self.roles_of(auth.user_id)
+
+    async def roles_of(self, user_id: str) -> list[str]:
+        """``role:Name`` for each role holding the user, and every role those inherit from (cycles cut)."""
+        cached = self._roles.get(user_id)
+        if cached and time.monotonic() - cached[0] < ROLE_CACHE_SECONDS:
+            return cached[1]
+        schema = await self.rest.schemas.get("_Role")
+        names: list[str] = []
+        if schema is not None:
+            seen: set[str] = set()
+            frontier = await self.rest.storage.find(
+                schema, query.Compare("users", "eq", codec.pointer("_User", user_id)))
+            while frontier:
+                fresh = [r for r in frontier if r["objectId"] not in seen]
+                seen.update(r["objectId"] for r in fresh)
+                names += [r["name"] for r in fresh if isinstance(r.get("name"), str)]
+                if not fresh:
+                    break
+                pointers = [codec.pointer("_Role", r["objectId"]) for r in fresh]
+                frontier = await self.rest.storage.find(schema, query.In("roles", pointers))
+        roles = [f"role:{n}" for n in names]
+        self._roles[user_id] = (time.monotonic(), roles)
+        return roles
+
+    async def create(self, user_id: str, installation_id: str | None, action: str,
+                     provider: str = "password") -> str:
+        """A new session for the user (replacing the user's session on that installation)."""
+        schema = await self.rest.schemas.get("_Session") or await self.rest.schemas.create("_Session")
+        token = new_session_token()
+        now = datetime.now(UTC)
+        stored = {
+            "objectId": _new_id(), "createdAt": codec.format_iso(now), "updatedAt": codec.format_iso(now),
+            "user": codec.pointer("_User", user_id), "sessionToken": token,
+            "createdWith": {"action": action, "authProvider": provider},
+            "expiresAt": codec.date(codec.format_iso(now + self.session_length())),
+        }
+        if installation_id:
+            stored["installationId"] = installation_id
+            await self.rest.storage.delete(schema, query.And([
+                query.Compare("user", "eq", codec.pointer("_User", user_id)),
+                query.Compare("installationId", "eq", installation_id)]), many=True)
+        await self.rest.storage.insert(schema, stored)
+        return token
+
+    def session_length(self) -> timedelta:
+        return timedelta(seconds=self.rest.options.session_length)
+
+    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> None:
+        schema = await self.rest.schemas.get("_Session")
+        if schema is None:
+            return
+        where: query.Node = query.Compare("user", "eq", codec.pointer("_User", user_id))
+        if keep:
+            where = query.And([where, query.Compare("sessionToken", "ne", keep)])
+        await self.rest.storage.delete(schema, where, many=True)
+
+
+def _new_id() -> str:
+    from parsectl.server.rest import new_object_id
+
+    return new_object_id()
+
+
+async def find_user_for_login(rest: RestService, username: Any, email: Any) -> dict[str, Any] | None:
+    schema = await rest.schemas.get("_User")
+    if schema is None:
+        return None
+    if email and username:
+        where: query.Node = query.And([query.Compare("email", "eq", email), query.Compare("username", "eq", username)])
+    elif email:
+        where = query.Compare("email", "eq", email)
+    else:
+        where = query.Or([query.Compare("username", "eq", username), query.Compare("email", "eq", username)])
+    rows = await rest.storage.find(schema, where, limit=2)
+    if len(rows) > 1:
+        rows = [r for r in rows if r.get("username") == username] or rows[:1]
+    return rows[0] if rows else None
+
+
+async def ensure_unique(rest: RestService, schema: ClassSchema, field: str, value: str,
+                        object_id: str | None, code: int, message: str) -> None:
+    """Case-insensitive uniqueness of ``username``/``email``, as parse-server checks it."""
+    where: query.Node = query.Regex(field, exact(value), "i")
+    if object_id:
+        where = query.And([where, query.Compare("objectId", "ne", object_id)])
+    if await rest.storage.find(schema, where, limit=1):
+        raise ParseError(code, message)

@@ -1,0 +1,202 @@
+"""Users, sessions, roles, ACLs and class-level permissions, as parse-server 9.10 enforces them."""
+
+from __future__ import annotations
+
+import json
+
+from tests.server.conftest import Client
+
+
+def signup(client: Client, username: str, password: str = "pw-1", **fields: object) -> dict:
+    r = client.request("POST", "/users", json={"username": username, "password": password, **fields},
+                       headers={"X-Parse-Installation-Id": f"inst-{username}"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def as_user(token: str) -> dict[str, str]:
+    return {"X-Parse-Session-Token": token}
+
+
+def test_signup_login_me_logout(client: Client) -> None:
+    r = client.request("POST", "/users", json={"username": "cooldude6", "password": "p_n7!-e8", "phone": "415"})
+    assert r.status_code == 201
+    body = r.json()
+    assert set(body) == {"objectId", "createdAt", "sessionToken"}
+    assert body["sessionToken"].startswith("r:") and len(body["sessionToken"]) == 34
+    assert r.headers["location"].endswith(f"/users/{body['objectId']}")
+    r = client.request("GET", "/login", params={"username": "cooldude6", "password": "p_n7!-e8"})
+    assert r.status_code == 200
+    user = r.json()
+    assert user["username"] == "cooldude6" and user["phone"] == "415"
+    assert user["ACL"] == {body["objectId"]: {"read": True, "write": True}}
+    assert "password" not in user and "_hashed_password" not in user
+    token = user["sessionToken"]
+    me = client.request("GET", "/users/me", headers=as_user(token)).json()
+    assert me["objectId"] == body["objectId"] and me["sessionToken"] == token
+    assert client.request("POST", "/logout", headers=as_user(token)).json() == {}
+    r = client.request("GET", "/users/me", headers=as_user(token))
+    assert (r.status_code, r.json()) == (400, {"code": 209, "error": "Invalid session token"})
+
+
+def test_login_errors(client: Client) -> None:
+    signup(client, "alice")
+    cases = [({"username": "alice", "password": "nope"}, 404, 101, "Invalid username/password."),
+             ({"username": "nobody", "password": "x"}, 404, 101, "Invalid username/password."),
+             ({"password": "x"}, 400, 200, "username/email is required."),
+             ({"username": "alice"}, 400, 201, "password is required.")]
+    for body, status, code, message in cases:
+        r = client.request("POST", "/login", json=body)
+        assert (r.status_code, r.json()) == (status, {"code": code, "error": message}), body
+
+
+def test_signup_errors(client: Client) -> None:
+    signup(client, "Bob", email="bob@example.com")
+    cases = [({"username": "bob", "password": "x"}, 202, "Account already exists for this username."),
+             ({"username": "b2", "password": "x", "email": "BOB@example.com"}, 203,
+              "Account already exists for this email address."),
+             ({"username": "b3", "password": "x", "email": "not-an-email"}, 125, "Email address format is invalid."),
+             ({"password": "x"}, 200, "bad or missing username"),
+             ({"username": "b4"}, 201, "password is required")]
+    for body, code, message in cases:
+        r = client.request("POST", "/users", json=body)
+        assert (r.status_code, r.json()) == (400, {"code": code, "error": message}), body
+
+
+def test_users_cannot_read_or_change_each_other(client: Client) -> None:
+    a = signup(client, "ann", email="ann@example.com")
+    b = signup(client, "ben", email="ben@example.com")
+    r = client.request("GET", f"/users/{a['objectId']}", headers=as_user(b["sessionToken"]))
+    assert r.status_code == 404  # private users: only the user (and the master key) can read the record
+    r = client.request("PUT", f"/users/{a['objectId']}", json={"phone": "1"}, headers=as_user(b["sessionToken"]))
+    assert (r.status_code, r.json()["code"]) == (400, 206)
+    r = client.request("PUT", f"/users/{a['objectId']}", json={"phone": "1"})
+    assert (r.status_code, r.json()) == (400, {"code": 206, "error": f"Cannot modify user {a['objectId']}."})
+    r = client.request("DELETE", f"/users/{a['objectId']}")
+    assert (r.status_code, r.json()) == (400, {"code": 206, "error": "Insufficient auth to delete user"})
+    r = client.request("PUT", f"/users/{a['objectId']}", json={"emailVerified": True},
+                       headers=as_user(a["sessionToken"]))
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    own = client.request("GET", f"/users/{a['objectId']}", headers=as_user(a["sessionToken"])).json()
+    assert own["email"] == "ann@example.com" and own["sessionToken"] == a["sessionToken"]
+
+
+def test_email_is_protected_from_other_users(client: Client) -> None:
+    a = signup(client, "pub", email="pub@example.com")
+    client.request("PUT", f"/users/{a['objectId']}", json={"ACL": {"*": {"read": True}}}, master=True)
+    b = signup(client, "other")
+    seen = client.request("GET", f"/users/{a['objectId']}", headers=as_user(b["sessionToken"])).json()
+    assert seen["username"] == "pub" and "email" not in seen
+    r = client.request("GET", "/users", params={"where": json.dumps({"email": "pub@example.com"})},
+                       headers=as_user(b["sessionToken"]))
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    assert client.request("GET", f"/users/{a['objectId']}", master=True).json()["email"] == "pub@example.com"
+
+
+def test_password_change_revokes_sessions_and_issues_a_new_one(client: Client) -> None:
+    a = signup(client, "carl")
+    r = client.request("PUT", f"/users/{a['objectId']}", json={"password": "new-pw"},
+                       headers=as_user(a["sessionToken"]))
+    assert r.status_code == 200 and r.json()["sessionToken"] != a["sessionToken"]
+    assert client.request("GET", "/users/me", headers=as_user(a["sessionToken"])).status_code == 400
+    assert client.request("GET", "/users/me", headers=as_user(r.json()["sessionToken"])).status_code == 200
+    assert client.request("POST", "/login", json={"username": "carl", "password": "new-pw"}).status_code == 200
+    assert client.request("POST", "/login", json={"username": "carl", "password": "pw-1"}).status_code == 404
+
+
+def test_one_session_per_installation(client: Client) -> None:
+    signup(client, "dan")
+    headers = {"X-Parse-Installation-Id": "same-device"}
+    first = client.request("POST", "/login", json={"username": "dan", "password": "pw-1"}, headers=headers).json()
+    second = client.request("POST", "/login", json={"username": "dan", "password": "pw-1"}, headers=headers).json()
+    assert client.request("GET", "/users/me", headers=as_user(first["sessionToken"])).status_code == 400
+    assert client.request("GET", "/users/me", headers=as_user(second["sessionToken"])).status_code == 200
+    sessions = client.request("GET", "/sessions", headers=as_user(second["sessionToken"])).json()["results"]
+    assert sorted(s["installationId"] for s in sessions) == ["inst-dan", "same-device"]  # the sign-up's and one
+
+
+def test_invalid_token_fails_even_public_routes(client: Client) -> None:
+    r = client.request("GET", "/classes/Anything", headers=as_user("r:nope"))
+    assert (r.status_code, r.json()) == (400, {"code": 209, "error": "Invalid session token"})
+
+
+def test_acls_with_roles_and_inheritance(client: Client) -> None:
+    alice, bob = signup(client, "alice2"), signup(client, "bob2")
+    ptr = {"__type": "Pointer", "className": "_User", "objectId": alice["objectId"]}
+    mods = client.request("POST", "/roles", master=True, json={
+        "name": "Moderators", "ACL": {"*": {"read": True}},
+        "users": {"__op": "AddRelation", "objects": [ptr]}}).json()
+    client.request("POST", "/roles", master=True, json={
+        "name": "Admins", "ACL": {"*": {"read": True}},
+        "roles": {"__op": "AddRelation", "objects": [{"__type": "Pointer", "className": "_Role",
+                                                       "objectId": mods["objectId"]}]}})
+    doc = client.request("POST", "/classes/Doc", master=True,
+                         json={"t": 1, "ACL": {"role:Admins": {"read": True, "write": True}}}).json()
+    r = client.request("GET", f"/classes/Doc/{doc['objectId']}", headers=as_user(alice["sessionToken"]))
+    assert r.status_code == 200  # alice is a Moderator, and Moderators inherit Admins' access
+    r = client.request("GET", f"/classes/Doc/{doc['objectId']}", headers=as_user(bob["sessionToken"]))
+    assert r.status_code == 404
+    r = client.request("PUT", f"/classes/Doc/{doc['objectId']}", json={"t": 2}, headers=as_user(alice["sessionToken"]))
+    assert r.status_code == 200
+
+
+def test_role_rules(client: Client) -> None:
+    r = client.request("POST", "/roles", master=True, json={"name": "Bad Name!", "ACL": {}})
+    assert r.json()["code"] == 139
+    r = client.request("POST", "/roles", master=True, json={"name": "NoAcl"})
+    assert (r.status_code, r.json()["code"]) == (400, 111)
+    role = client.request("POST", "/roles", master=True, json={"name": "Staff", "ACL": {}}).json()
+    r = client.request("POST", "/roles", master=True, json={"name": "Staff", "ACL": {}})
+    assert (r.status_code, r.json()["code"]) == (400, 137)
+    r = client.request("PUT", f"/roles/{role['objectId']}", master=True, json={"name": "Other"})
+    assert (r.status_code, r.json()["code"]) == (400, 136)
+
+
+def test_class_level_permissions(client: Client) -> None:
+    owner = signup(client, "owner")
+    other = signup(client, "someone")
+    client.request("POST", "/schemas/Note", master=True, json={
+        "fields": {"owner": {"type": "Pointer", "targetClass": "_User"}, "text": {"type": "String"}},
+        "classLevelPermissions": {"find": {"requiresAuthentication": True}, "get": {"requiresAuthentication": True},
+                                  "count": {}, "create": {"*": True}, "update": {}, "delete": {},
+                                  "addField": {}, "readUserFields": [], "writeUserFields": ["owner"],
+                                  "protectedFields": {"*": ["text"]}}})
+    me = {"__type": "Pointer", "className": "_User", "objectId": owner["objectId"]}
+    note = client.request("POST", "/classes/Note", json={"owner": me, "text": "secret"},
+                          headers=as_user(owner["sessionToken"])).json()
+    r = client.request("GET", "/classes/Note")
+    assert (r.status_code, r.json()) == (404, {"code": 101,
+                                               "error": "Permission denied, user needs to be authenticated."})
+    found = client.request("GET", "/classes/Note", headers=as_user(other["sessionToken"])).json()["results"]
+    assert len(found) == 1 and "text" not in found[0]
+    r = client.request("PUT", f"/classes/Note/{note['objectId']}", json={"owner": me},
+                       headers=as_user(other["sessionToken"]))
+    assert r.status_code == 404  # pointer permissions: only the owner may update
+    r = client.request("PUT", f"/classes/Note/{note['objectId']}", json={"owner": me},
+                       headers=as_user(owner["sessionToken"]))
+    assert r.status_code == 200
+    r = client.request("POST", "/classes/Note", json={"extra": 1}, headers=as_user(owner["sessionToken"]))
+    assert (r.status_code, r.json()["code"]) == (400, 119)  # addField is closed
+    r = client.request("GET", "/classes/Note", params={"count": 1, "limit": 0}, headers=as_user(owner["sessionToken"]))
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+
+
+def test_system_class_security(client: Client) -> None:
+    r = client.request("GET", "/installations")
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    r = client.request("GET", "/classes/_JobStatus")
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    r = client.request("POST", "/classes/_Session", json={"sessionToken": "r:x"})
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    r = client.request("GET", "/sessions")
+    assert (r.status_code, r.json()["code"]) == (400, 209)
+
+
+def test_login_as_and_verify_password(client: Client) -> None:
+    a = signup(client, "erin")
+    r = client.request("POST", "/loginAs", json={"userId": a["objectId"]})
+    assert (r.status_code, r.json()["code"]) == (400, 119)
+    r = client.request("POST", "/loginAs", json={"userId": a["objectId"]}, master=True)
+    assert r.status_code == 200 and r.json()["sessionToken"].startswith("r:")
+    r = client.request("GET", "/verifyPassword", params={"username": "erin", "password": "pw-1"})
+    assert r.status_code == 200 and "sessionToken" not in r.json()
