@@ -87,8 +87,14 @@ def cached_export(cache: Path, objects: int) -> tuple[Path, dict]:
     print(f"generating an export of {objects} objects into {folder} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     got = generate_export(folder, objects=objects, seed=EXPORT_SEED)
-    facts = {"objects": objects, "seed": EXPORT_SEED, "counts": got.counts, "relations": got.relations,
-             "total": got.total, "seconds": round(time.monotonic() - started, 1)}
+    facts = {
+        "objects": objects,
+        "seed": EXPORT_SEED,
+        "counts": got.counts,
+        "relations": got.relations,
+        "total": got.total,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     marker.write_text(json.dumps(facts))
     facts["reused"] = False
     return folder, facts
@@ -148,7 +154,9 @@ class StateWatcher:
 
     def summary(self, report_classes: dict[str, Any]) -> dict[str, Any]:
         """Per-class seconds: from the previous class's end (or this class's first checkpoint) to this one's."""
-        order = sorted(self.classes, key=lambda n: (self.classes[n]["done"] is None, self.classes[n]["done"] or 0))
+        order = sorted(
+            self.classes, key=lambda n: (self.classes[n]["done"] is None, self.classes[n]["done"] or 0)
+        )
         out: dict[str, Any] = {}
         prev_done: float | None = None
         for name in order:
@@ -157,14 +165,21 @@ class StateWatcher:
             copied = (report_classes.get(name) or {}).get("copied", entry["copied"])
             seconds = (entry["done"] - start) if entry["done"] is not None else None
             measurable = seconds is not None and seconds >= 4 * POLL_S  # shorter: within the poll's noise
-            out[name] = {"copied": copied, "seconds": _r(seconds, 3),
-                         "objects_per_s": _r(copied / seconds) if measurable and copied else None}
+            out[name] = {
+                "copied": copied,
+                "seconds": _r(seconds, 3),
+                "objects_per_s": _r(copied / seconds) if measurable and copied else None,
+            }
             if entry["done"] is not None:
                 prev_done = entry["done"]
         classes_end = prev_done
         rel_end = max(self.relations.values()) if self.relations else None
-        return {"classes": out, "first_checkpoint_s": _r(self.first_state, 3), "classes_done_s": _r(classes_end, 3),
-                "relations_done_s": _r(rel_end, 3)}
+        return {
+            "classes": out,
+            "first_checkpoint_s": _r(self.first_state, 3),
+            "classes_done_s": _r(classes_end, 3),
+            "relations_done_s": _r(rel_end, 3),
+        }
 
 
 def py_spy_summary(raw_path: Path, top: int = 12) -> dict[str, Any]:
@@ -183,19 +198,42 @@ def py_spy_summary(raw_path: Path, top: int = 12) -> dict[str, Any]:
         for frame in set(frames):
             incl[frame] += n
     pct = (lambda n: round(100 * n / total, 1)) if total else (lambda n: 0)
-    return {"samples": total,
-            "self": [{"frame": f, "pct": pct(n)} for f, n in self_counts.most_common(top)],
-            "inclusive": [{"frame": f, "pct": pct(n)} for f, n in incl.most_common(top * 3)
-                          if "parsectl/" in f or "psycopg" in f or "pymongo" in f or "sqlite" in f][:top]}
+    return {
+        "samples": total,
+        "self": [{"frame": f, "pct": pct(n)} for f, n in self_counts.most_common(top)],
+        "inclusive": [
+            {"frame": f, "pct": pct(n)}
+            for f, n in incl.most_common(top * 3)
+            if "parsectl/" in f or "psycopg" in f or "pymongo" in f or "sqlite" in f
+        ][:top],
+    }
 
 
-def run_migrate(export: Path, uri: str, workdir: Path, label: str, *, timeout: float,
-                profile: tuple[float, float] | None, profile_dir: Path) -> dict[str, Any]:
+def run_migrate(
+    export: Path,
+    uri: str,
+    workdir: Path,
+    label: str,
+    *,
+    timeout: float,
+    profile: tuple[float, float] | None,
+    profile_dir: Path,
+) -> dict[str, Any]:
     state_dir = workdir / f"state-{label}"
     shutil.rmtree(state_dir, ignore_errors=True)
     out_path, err_path = workdir / f"{label}.stdout.json", workdir / f"{label}.stderr.txt"
-    cmd = [str(PARSECTL), "migrate", "--from", str(export), "--to", uri, "--output", "json",
-           "--state-dir", str(state_dir)]
+    cmd = [
+        str(PARSECTL),
+        "migrate",
+        "--from",
+        str(export),
+        "--to",
+        uri,
+        "--output",
+        "json",
+        "--state-dir",
+        str(state_dir),
+    ]
     result: dict[str, Any] = {"command": " ".join(cmd).replace(uri, _redact(uri))}
     hwm = rss_max = 0
     rss_trace: list[tuple[float, int]] = []  # (s, MB) about every second
@@ -210,8 +248,9 @@ def run_migrate(export: Path, uri: str, workdir: Path, label: str, *, timeout: f
     timed_out = False
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir, start_new_session=True
+        )
         watcher = StateWatcher(state_dir, t0)
         next_trace = 0.0
         while True:
@@ -224,9 +263,23 @@ def run_migrate(export: Path, uri: str, workdir: Path, label: str, *, timeout: f
                 next_trace += 1.0
             watcher.poll(now)
             if profile and spy is None and now - t0 >= profile[0]:
-                spy = subprocess.Popen([str(PY_SPY), "record", "-p", str(proc.pid), "-d", str(int(profile[1])),
-                                        "-f", "raw", "-o", str(spy_path), "--nonblocking"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        str(PY_SPY),
+                        "record",
+                        "-p",
+                        str(proc.pid),
+                        "-d",
+                        str(int(profile[1])),
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(spy_path),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             pid, wstatus, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 end = time.monotonic()
@@ -249,21 +302,32 @@ def run_migrate(export: Path, uri: str, workdir: Path, label: str, *, timeout: f
     report: dict[str, Any] | None = None
     with contextlib.suppress(ValueError, OSError):
         report = json.loads(out_path.read_text())
-    result.update(exit_code=status, timed_out=timed_out, wall_s=_r(wall, 3), peak_rss_mb=_r(hwm / 1024, 1),
-                  ru_maxrss_mb=_r(ru.ru_maxrss / 1024, 1) if ru else None,
-                  cpu_s=_r(ru.ru_utime + ru.ru_stime, 2) if ru else None, rss_trace_mb=_thin(rss_trace, 60))
+    result.update(
+        exit_code=status,
+        timed_out=timed_out,
+        wall_s=_r(wall, 3),
+        peak_rss_mb=_r(hwm / 1024, 1),
+        ru_maxrss_mb=_r(ru.ru_maxrss / 1024, 1) if ru else None,
+        cpu_s=_r(ru.ru_utime + ru.ru_stime, 2) if ru else None,
+        rss_trace_mb=_thin(rss_trace, 60),
+    )
     if report is None or status != 0:
-        result["error"] = (err_path.read_text(errors="replace")[-3000:] or out_path.read_text(errors="replace")[-3000:])
+        result["error"] = (
+            err_path.read_text(errors="replace")[-3000:] or out_path.read_text(errors="replace")[-3000:]
+        )
     if report is not None:
         classes = report.get("classes", {})
         copied = sum(c.get("copied", 0) for c in classes.values())
         result.update(
-            objects=copied, objects_per_s=_r(copied / wall) if wall else None,
+            objects=copied,
+            objects_per_s=_r(copied / wall) if wall else None,
             report_seconds=report.get("seconds"),
             relation_rows=sum(sum(c.get("relations", {}).values()) for c in classes.values()),
             already_there=sum(c.get("alreadyThere", 0) for c in classes.values()),
             skipped=sum(c.get("skipped", 0) for c in classes.values()),
-            problems=len(report.get("problems", [])), warnings=report.get("warnings", []))
+            problems=len(report.get("problems", [])),
+            warnings=report.get("warnings", []),
+        )
         result["timeline"] = watcher.summary(classes)
     if spy_path.is_file():
         result["py_spy"] = {"window_s": list(profile or ()), "raw": str(spy_path), **py_spy_summary(spy_path)}
@@ -299,10 +363,30 @@ def raw_ids(n: int) -> list[str]:
     return out
 
 
-RAW_COLUMNS = ("objectId", "createdAt", "updatedAt", "_rperm", "_wperm", "title", "body", "author", "published",
-               "views", "rating", "tags", "image", "location", "extra")
-_ACLS = ((["*"], ["*"]), None, (["*", "role:Administrators", "OWNER"], ["role:Administrators", "OWNER"]),
-         ([], []), (None, None))
+RAW_COLUMNS = (
+    "objectId",
+    "createdAt",
+    "updatedAt",
+    "_rperm",
+    "_wperm",
+    "title",
+    "body",
+    "author",
+    "published",
+    "views",
+    "rating",
+    "tags",
+    "image",
+    "location",
+    "extra",
+)
+_ACLS = (
+    (["*"], ["*"]),
+    None,
+    (["*", "role:Administrators", "OWNER"], ["role:Administrators", "OWNER"]),
+    ([], []),
+    (None, None),
+)
 _IMAGE = "tfss-1e2feb89-414c-343c-1027-c4d1c386bbc4-photo0.jpg"
 
 
@@ -310,11 +394,20 @@ def _extra(i: int, owner: str) -> dict[str, Any]:
     """Every 10th row carries nested values like the export's `Everything` objects (a tenth of the export)."""
     when = {"__type": "Date", "iso": _iso(_EPOCH + _dt.timedelta(minutes=i))}
     cover = {"__type": "File", "name": _IMAGE, "url": "http://files.parsetfss.com/k/" + _IMAGE}
-    return {"object": {"when": when, "nested": {"depth": 2, "list": [1, "two", {"three": 3.0}]}, "cover": cover,
-                       "owner": {"__type": "Pointer", "className": "_User", "objectId": owner}},
-            "array": [1, "mixed", True, None, {"k": "v"}, when], "posts": [f"Post${owner}"] * 3,
-            "area": [[10.5 + i % 7, 20.25], [11.5, 20.25], [11.5, 21.25], [10.5, 21.25]],
-            "gallery": [_IMAGE, _IMAGE], "bytes": "c29tZSBieXRlcyBoZXJlIQ==", "string": f"text {i} ü é \"quoted\""}
+    return {
+        "object": {
+            "when": when,
+            "nested": {"depth": 2, "list": [1, "two", {"three": 3.0}]},
+            "cover": cover,
+            "owner": {"__type": "Pointer", "className": "_User", "objectId": owner},
+        },
+        "array": [1, "mixed", True, None, {"k": "v"}, when],
+        "posts": [f"Post${owner}"] * 3,
+        "area": [[10.5 + i % 7, 20.25], [11.5, 20.25], [11.5, 21.25], [10.5, 21.25]],
+        "gallery": [_IMAGE, _IMAGE],
+        "bytes": "c29tZSBieXRlcyBoZXJlIQ==",
+        "string": f'text {i} ü é "quoted"',
+    }
 
 
 def raw_rows(ids: list[str], kind: str) -> Iterator[tuple]:
@@ -332,24 +425,75 @@ def raw_rows(ids: list[str], kind: str) -> Iterator[tuple]:
         image = _IMAGE if i % 7 == 0 else None
         extra = json.dumps(_extra(i, owner)) if i % 10 == 0 else None
         if kind == "postgres":
-            yield (oid, created, updated, rperm, wperm, f"Post {i}", "Lorem ipsum " * (1 + i % 5), owner,
-                   i % 3 != 0, float(i % 10_000), round((i % 5000) / 1000, 3), json.dumps(tags), image,
-                   f"({lng},{lat})" if i % 5 == 0 else None, extra)
+            yield (
+                oid,
+                created,
+                updated,
+                rperm,
+                wperm,
+                f"Post {i}",
+                "Lorem ipsum " * (1 + i % 5),
+                owner,
+                i % 3 != 0,
+                float(i % 10_000),
+                round((i % 5000) / 1000, 3),
+                json.dumps(tags),
+                image,
+                f"({lng},{lat})" if i % 5 == 0 else None,
+                extra,
+            )
         else:
-            yield (oid, _iso(created), _iso(updated), json.dumps(rperm) if rperm is not None else None,
-                   json.dumps(wperm) if wperm is not None else None, f"Post {i}", "Lorem ipsum " * (1 + i % 5),
-                   owner, int(i % 3 != 0), i % 10_000, round((i % 5000) / 1000, 3), json.dumps(tags), image,
-                   json.dumps({"__type": "GeoPoint", "latitude": lat, "longitude": lng}) if i % 5 == 0 else None,
-                   extra)
+            yield (
+                oid,
+                _iso(created),
+                _iso(updated),
+                json.dumps(rperm) if rperm is not None else None,
+                json.dumps(wperm) if wperm is not None else None,
+                f"Post {i}",
+                "Lorem ipsum " * (1 + i % 5),
+                owner,
+                int(i % 3 != 0),
+                i % 10_000,
+                round((i % 5000) / 1000, 3),
+                json.dumps(tags),
+                image,
+                json.dumps({"__type": "GeoPoint", "latitude": lat, "longitude": lng}) if i % 5 == 0 else None,
+                extra,
+            )
 
 
 def raw_docs(ids: list[str]) -> Iterator[dict]:
     """Documents shaped like parse-server's MongoDB format for a Post."""
     for i, row in enumerate(raw_rows(ids, "postgres")):
-        oid, created, updated, rperm, wperm, title, body, owner, published, views, rating, tags, image, loc, extra = row
-        doc: dict[str, Any] = {"_id": oid, "_created_at": created, "_updated_at": updated, "title": title,
-                               "body": body, "_p_author": f"_User${owner}", "published": published,
-                               "views": views, "rating": rating, "tags": json.loads(tags)}
+        (
+            oid,
+            created,
+            updated,
+            rperm,
+            wperm,
+            title,
+            body,
+            owner,
+            published,
+            views,
+            rating,
+            tags,
+            image,
+            loc,
+            extra,
+        ) = row
+        doc: dict[str, Any] = {
+            "_id": oid,
+            "_created_at": created,
+            "_updated_at": updated,
+            "title": title,
+            "body": body,
+            "_p_author": f"_User${owner}",
+            "published": published,
+            "views": views,
+            "rating": rating,
+            "tags": json.loads(tags),
+        }
         if rperm is not None:
             doc["_rperm"], doc["_wperm"] = rperm, wperm
             doc["_acl"] = {p: {"r": True, **({"w": True} if p in wperm else {})} for p in rperm}
@@ -372,10 +516,12 @@ def raw_postgres(dsn: str, ids: list[str]) -> dict[str, Any]:
     cols = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
     with psycopg.connect(dsn) as conn:
         conn.execute('DROP TABLE IF EXISTS "RawPost"')
-        conn.execute('CREATE TABLE "RawPost" ("objectId" text PRIMARY KEY, "createdAt" timestamptz, '
-                     '"updatedAt" timestamptz, "_rperm" text[], "_wperm" text[], "title" text, "body" text, '
-                     '"author" text, "published" boolean, "views" double precision, "rating" double precision, '
-                     '"tags" jsonb, "image" text, "location" point, "extra" jsonb)')
+        conn.execute(
+            'CREATE TABLE "RawPost" ("objectId" text PRIMARY KEY, "createdAt" timestamptz, '
+            '"updatedAt" timestamptz, "_rperm" text[], "_wperm" text[], "title" text, "body" text, '
+            '"author" text, "published" boolean, "views" double precision, "rating" double precision, '
+            '"tags" jsonb, "image" text, "location" point, "extra" jsonb)'
+        )
         conn.commit()
         rows = list(raw_rows(ids, "postgres"))  # built before the clock starts: the rate is the database's
         started = time.monotonic()
@@ -388,12 +534,18 @@ def raw_postgres(dsn: str, ids: list[str]) -> dict[str, Any]:
         conn.execute('ANALYZE "RawPost"')
         conn.commit()
         analyze = time.monotonic() - started
-        width = conn.execute('SELECT avg(pg_column_size(t.*)) FROM (SELECT * FROM "RawPost" LIMIT 20000) t'
-                             ).fetchone()[0]
+        width = conn.execute(
+            'SELECT avg(pg_column_size(t.*)) FROM (SELECT * FROM "RawPost" LIMIT 20000) t'
+        ).fetchone()[0]
         count = conn.execute('SELECT count(*) FROM "RawPost"').fetchone()[0]
-    return {"method": "psycopg 3 COPY FROM STDIN (write_row), one transaction, PK on objectId, rows prebuilt",
-            "rows": count, "seconds": _r(seconds, 3), "rows_per_s": _r(count / seconds),
-            "analyze_s": _r(analyze, 3), "avg_row_bytes": _r(float(width), 1)}
+    return {
+        "method": "psycopg 3 COPY FROM STDIN (write_row), one transaction, PK on objectId, rows prebuilt",
+        "rows": count,
+        "seconds": _r(seconds, 3),
+        "rows_per_s": _r(count / seconds),
+        "analyze_s": _r(analyze, 3),
+        "avg_row_bytes": _r(float(width), 1),
+    }
 
 
 def sqlite_connect(path: Path) -> sqlite3.Connection:
@@ -410,9 +562,11 @@ def raw_sqlite(path: Path, ids: list[str]) -> dict[str, Any]:
     db = sqlite_connect(path)
     try:
         cols = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
-        db.execute('CREATE TABLE "RawPost" ("objectId" TEXT PRIMARY KEY, "createdAt" TEXT, "updatedAt" TEXT, '
-                   '"_rperm" TEXT, "_wperm" TEXT, "title" TEXT, "body" TEXT, "author" TEXT, "published" INTEGER, '
-                   '"views" NUMERIC, "rating" NUMERIC, "tags" TEXT, "image" TEXT, "location" TEXT, "extra" TEXT)')
+        db.execute(
+            'CREATE TABLE "RawPost" ("objectId" TEXT PRIMARY KEY, "createdAt" TEXT, "updatedAt" TEXT, '
+            '"_rperm" TEXT, "_wperm" TEXT, "title" TEXT, "body" TEXT, "author" TEXT, "published" INTEGER, '
+            '"views" NUMERIC, "rating" NUMERIC, "tags" TEXT, "image" TEXT, "location" TEXT, "extra" TEXT)'
+        )
         rows = list(raw_rows(ids, "sqlite"))
         started = time.monotonic()
         db.execute("BEGIN")
@@ -423,8 +577,13 @@ def raw_sqlite(path: Path, ids: list[str]) -> dict[str, Any]:
         width = sqlite_row_width(db, "RawPost")
     finally:
         db.close()
-    return {"method": "sqlite3 executemany INSERT, one transaction (WAL, synchronous=NORMAL), PK on objectId, rows prebuilt",
-            "rows": count, "seconds": _r(seconds, 3), "rows_per_s": _r(count / seconds), "avg_row_bytes": width}
+    return {
+        "method": "sqlite3 executemany INSERT, one transaction (WAL, synchronous=NORMAL), PK on objectId, rows prebuilt",
+        "rows": count,
+        "seconds": _r(seconds, 3),
+        "rows_per_s": _r(count / seconds),
+        "avg_row_bytes": width,
+    }
 
 
 def sqlite_row_width(db: sqlite3.Connection, table: str, sample: int = 20000) -> float | None:
@@ -449,15 +608,20 @@ def raw_mongodb(uri: str, ids: list[str], batch: int = 1000) -> dict[str, Any]:
         docs = list(raw_docs(ids))
         started = time.monotonic()
         for k in range(0, len(docs), batch):
-            coll.insert_many(docs[k:k + batch], ordered=False)
+            coll.insert_many(docs[k : k + batch], ordered=False)
         seconds = time.monotonic() - started
         count = coll.count_documents({})
         sample = list(coll.find({}, limit=2000))
         width = sum(len(bson.encode(d)) for d in sample) / len(sample) if sample else None
     finally:
         client.close()
-    return {"method": f"pymongo insert_many, batches of {batch}, ordered=False, documents prebuilt", "rows": count,
-            "seconds": _r(seconds, 3), "rows_per_s": _r(count / seconds), "avg_row_bytes": _r(width, 1)}
+    return {
+        "method": f"pymongo insert_many, batches of {batch}, ordered=False, documents prebuilt",
+        "rows": count,
+        "seconds": _r(seconds, 3),
+        "rows_per_s": _r(count / seconds),
+        "avg_row_bytes": _r(width, 1),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,11 +654,17 @@ def migrated_width_postgres(dsn: str, counts: dict[str, int]) -> tuple[float | N
     widths, rows = {}, {}
     with psycopg.connect(dsn) as conn:
         for c in counts:
-            widths[c] = float(conn.execute(f'SELECT avg(pg_column_size(t.*)) FROM (SELECT * FROM "{c}" LIMIT 20000) t'
-                                           ).fetchone()[0] or 0)
+            widths[c] = float(
+                conn.execute(
+                    f'SELECT avg(pg_column_size(t.*)) FROM (SELECT * FROM "{c}" LIMIT 20000) t'
+                ).fetchone()[0]
+                or 0
+            )
             rows[c] = conn.execute(f'SELECT count(*) FROM "{c}"').fetchone()[0]
-        analyzed = conn.execute("SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
-                                "OR last_autoanalyze IS NOT NULL").fetchone()[0]
+        analyzed = conn.execute(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+            "OR last_autoanalyze IS NOT NULL"
+        ).fetchone()[0]
     return _weighted(widths, counts), {"rows": rows, "tables_analyzed": analyzed}
 
 
@@ -528,7 +698,10 @@ def target_env(name: str) -> Iterator[dict[str, Any]]:
         from tests.support.pg import pg_cluster
 
         with pg_cluster() as cluster:
-            yield {"cluster": cluster, "server": f"PostgreSQL (private cluster, fsync=off) {_pg_version(cluster)}"}
+            yield {
+                "cluster": cluster,
+                "server": f"PostgreSQL (private cluster, fsync=off) {_pg_version(cluster)}",
+            }
     elif name == "mongodb":
         from tests.support.mongo import ENV_URI, mongo_server
 
@@ -545,8 +718,9 @@ def _pg_version(cluster: Any) -> str:
     return ""
 
 
-def bench_one(target: str, env: dict[str, Any], export: Path, facts: dict, workdir: Path,
-              args: argparse.Namespace) -> dict[str, Any]:
+def bench_one(
+    target: str, env: dict[str, Any], export: Path, facts: dict, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     n = facts["objects"]
     label = f"{target}-{n}"
     counts = facts["counts"]
@@ -568,10 +742,21 @@ def bench_one(target: str, env: dict[str, Any], export: Path, facts: dict, workd
         uri = env["mongo"].database_uri(f"migrate_{n}_{env['mongo'].run_id}")
     profile = (args.profile_at, args.profile) if args.profile else None
     print(f"[{target} {n}] parsectl migrate ...", file=sys.stderr, flush=True)
-    res["migrate"] = mig = run_migrate(export, uri, workdir, label, timeout=args.timeout, profile=profile,
-                                           profile_dir=args.cache_dir / "profiles")
-    print(f"[{target} {n}] migrate: exit {mig['exit_code']}, {mig['wall_s']} s, {mig.get('objects_per_s')} obj/s, "
-          f"peak RSS {mig['peak_rss_mb']} MB", file=sys.stderr, flush=True)
+    res["migrate"] = mig = run_migrate(
+        export,
+        uri,
+        workdir,
+        label,
+        timeout=args.timeout,
+        profile=profile,
+        profile_dir=args.cache_dir / "profiles",
+    )
+    print(
+        f"[{target} {n}] migrate: exit {mig['exit_code']}, {mig['wall_s']} s, {mig.get('objects_per_s')} obj/s, "
+        f"peak RSS {mig['peak_rss_mb']} MB",
+        file=sys.stderr,
+        flush=True,
+    )
     if mig.get("exit_code") == 0:
         try:
             if target == "sqlite":
@@ -669,15 +854,20 @@ def markdown(results: dict[str, Any]) -> str:
             continue
         if mig.get("exit_code") != 0:
             status = "timed out" if mig.get("timed_out") else f"FAILED (exit {mig.get('exit_code')})"
-            lines.append(f"| {r['target']} | {_n(r['export_objects'])} | {status} after {mig.get('wall_s')} s | — | "
-                         f"{_n(raw.get('rows_per_s'))} | — | {_n(mig.get('peak_rss_mb'))} | — | — |")
+            lines.append(
+                f"| {r['target']} | {_n(r['export_objects'])} | {status} after {mig.get('wall_s')} s | — | "
+                f"{_n(raw.get('rows_per_s'))} | — | {_n(mig.get('peak_rss_mb'))} | — | — |"
+            )
             continue
         ratio = r.get("ratio")
-        ratio_cell = f"**{ratio:.2f}**" if ratio is not None and ratio >= 0.5 else (f"{ratio:.2f}" if ratio else "—")
+        ratio_cell = (
+            f"**{ratio:.2f}**" if ratio is not None and ratio >= 0.5 else (f"{ratio:.2f}" if ratio else "—")
+        )
         lines.append(
             f"| {r['target']} | {_n(mig.get('objects'))} | {mig.get('wall_s'):.1f} | {_n(mig.get('objects_per_s'))} | "
             f"{_n(raw.get('rows_per_s'))} | {ratio_cell} | {_n(mig.get('peak_rss_mb'))} | "
-            f"{_n(mig.get('relation_rows'))} | {_n(mig.get('avg_row_bytes'))} / {_n(raw.get('avg_row_bytes'))} |")
+            f"{_n(mig.get('relation_rows'))} | {_n(mig.get('avg_row_bytes'))} / {_n(raw.get('avg_row_bytes'))} |"
+        )
     lines += ["", "Peak RSS of the migrate process by export size (target: flat):", ""]
     by_target: dict[str, list[dict]] = {}
     for r in runs:
@@ -690,10 +880,14 @@ def markdown(results: dict[str, Any]) -> str:
         if len(rs) > 1 and rs[0]["migrate"]["peak_rss_mb"]:
             growth = f" (×{rs[-1]['migrate']['peak_rss_mb'] / rs[0]['migrate']['peak_rss_mb']:.2f})"
         lines.append(f"- {target}: " + ", ".join(parts) + growth)
-    lines += ["", "Per class (approximate, from the checkpoint file; objects/s while that class was copied):", "",
-              "| target | size | " + " | ".join(CLASS_ORDER) + " | relations s | setup s (to 1st checkpoint) | "
-              "finish s (relations → exit) |",
-              "|---|--:|" + "--:|" * (len(CLASS_ORDER) + 3)]
+    lines += [
+        "",
+        "Per class (approximate, from the checkpoint file; objects/s while that class was copied):",
+        "",
+        "| target | size | " + " | ".join(CLASS_ORDER) + " | relations s | setup s (to 1st checkpoint) | "
+        "finish s (relations → exit) |",
+        "|---|--:|" + "--:|" * (len(CLASS_ORDER) + 3),
+    ]
     for r in runs:
         tl = r.get("migrate", {}).get("timeline")
         if not tl or r["migrate"].get("exit_code") != 0:
@@ -702,19 +896,34 @@ def markdown(results: dict[str, Any]) -> str:
         for c in CLASS_ORDER:
             info = tl["classes"].get(c)
             cells.append(f"{_n(info['objects_per_s'])} ({_n(info['copied'])})" if info else "—")
-        rel = (tl["relations_done_s"] - tl["classes_done_s"]) if tl["relations_done_s"] and tl["classes_done_s"] else None
+        rel = (
+            (tl["relations_done_s"] - tl["classes_done_s"])
+            if tl["relations_done_s"] and tl["classes_done_s"]
+            else None
+        )
         end = tl["relations_done_s"] or tl["classes_done_s"]
         finish = r["migrate"]["wall_s"] - end if end else None
-        lines.append(f"| {r['target']} | {_n(r['size'])} | " + " | ".join(cells) +
-                     f" | {_n(_r(rel, 1))} | {_n(tl['first_checkpoint_s'])} | {_n(_r(finish, 1))} |")
+        lines.append(
+            f"| {r['target']} | {_n(r['size'])} | "
+            + " | ".join(cells)
+            + f" | {_n(_r(rel, 1))} | {_n(tl['first_checkpoint_s'])} | {_n(_r(finish, 1))} |"
+        )
     failures = [r for r in runs if r.get("failure")]
     if failures:
         lines += ["", "Failures:", ""]
     for r in failures:
         if r.get("failure"):
-            lines.append(f"- {r['target']} {_n(r['size'])}: `parsectl migrate` failed: `{r['failure'][:300]}`")
-    lines += ["", "Raw: " + "; ".join(sorted({f"{r['target']}: {r['raw']['method']}" for r in runs
-                                               if r.get("raw", {}).get("method")})) + "."]
+            lines.append(
+                f"- {r['target']} {_n(r['size'])}: `parsectl migrate` failed: `{r['failure'][:300]}`"
+            )
+    lines += [
+        "",
+        "Raw: "
+        + "; ".join(
+            sorted({f"{r['target']}: {r['raw']['method']}" for r in runs if r.get("raw", {}).get("method")})
+        )
+        + ".",
+    ]
     for note in results.get("notes", []):
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
@@ -734,12 +943,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--targets", default=",".join(TARGETS), help="sqlite,postgres,mongodb")
     p.add_argument("--quick", action="store_true", help="10,000 objects only")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where generated exports are kept")
-    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (the .md goes next to it)")
+    p.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (the .md goes next to it)"
+    )
     p.add_argument("--timeout", type=float, default=3600, help="kill a migrate run after this many seconds")
-    p.add_argument("--max-run-seconds", type=float, default=0,
-                   help="skip a (target, size) whose migrate + raw time, projected linearly from the previous size "
-                        "on that target, exceeds this (0: never skip)")
-    p.add_argument("--profile", type=float, default=0, help="py-spy record the migrate process for this many seconds")
+    p.add_argument(
+        "--max-run-seconds",
+        type=float,
+        default=0,
+        help="skip a (target, size) whose migrate + raw time, projected linearly from the previous size "
+        "on that target, exceeds this (0: never skip)",
+    )
+    p.add_argument(
+        "--profile", type=float, default=0, help="py-spy record the migrate process for this many seconds"
+    )
     p.add_argument("--profile-at", type=float, default=5, help="... starting this many seconds into the run")
     p.add_argument("--keep", action="store_true", help="keep the destination databases (and the work dir)")
     args = p.parse_args(argv)
@@ -753,7 +970,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _git(*cmd: str) -> str:
     with contextlib.suppress(Exception):
-        return subprocess.run(["git", *cmd], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *cmd], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     return ""
 
 
@@ -767,11 +986,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="parsectl-bench-migrate-", dir="/tmp"))
     results: dict[str, Any] = {
         "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--", "parsectl")),
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--", "parsectl")),
         "argv": sys.argv[1:] if argv is None else argv,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "exports": {str(n): {**f, "path": str(p), "bytes": dir_bytes(p)} for n, (p, f) in exports.items()},
-        "servers": {}, "runs": [], "notes": [],
+        "servers": {},
+        "runs": [],
+        "notes": [],
     }
     try:
         for target in args.targets:
@@ -785,10 +1011,18 @@ def main(argv: list[str] | None = None) -> int:
                             spent = prev["migrate"]["wall_s"] + (prev.get("raw", {}).get("seconds") or 0)
                             projected = spent * facts["total"] / prev["export_objects"]
                             if projected > args.max_run_seconds:
-                                why = (f"projected {projected:.0f} s from the {prev['size']:,} run "
-                                       f"> --max-run-seconds {args.max_run_seconds:.0f}")
-                                results["runs"].append({"target": target, "size": n, "export_objects": facts["total"],
-                                                        "skipped": why})
+                                why = (
+                                    f"projected {projected:.0f} s from the {prev['size']:,} run "
+                                    f"> --max-run-seconds {args.max_run_seconds:.0f}"
+                                )
+                                results["runs"].append(
+                                    {
+                                        "target": target,
+                                        "size": n,
+                                        "export_objects": facts["total"],
+                                        "skipped": why,
+                                    }
+                                )
                                 results["notes"].append(f"{target} {n:,}: skipped, {why}.")
                                 print(f"[{target} {n}] skipped: {why}", file=sys.stderr, flush=True)
                                 continue
@@ -806,7 +1040,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(md)
-    failed = [r for r in results["runs"] if not r.get("skipped") and r.get("migrate", {}).get("exit_code") != 0]
+    failed = [
+        r for r in results["runs"] if not r.get("skipped") and r.get("migrate", {}).get("exit_code") != 0
+    ]
     return 1 if failed else 0
 
 
