@@ -7,7 +7,7 @@ import os
 import typer
 
 from parsectl import __version__
-from parsectl.cli import migrate, mongod_conf, provision, serve
+from parsectl.cli import backup, migrate, mongod_conf, provision, serve
 
 app = typer.Typer(
     name="parsectl",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.command(name="serve", epilog=serve.EPILOG)(serve.serve)
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(mongod_conf.app, name="mongod-conf")
+app.add_typer(backup.app, name="backup")
 app.command(name="provision-node", epilog=provision.EPILOG)(provision.provision_node)
 app.add_typer(provision.replset_app, name="replset")
 
