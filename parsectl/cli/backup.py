@@ -137,6 +137,7 @@ def _check_output(output: str) -> None:
 
 def _run(fn: Any) -> None:
     """Map exceptions to one message and an exit code."""
+    from parsectl.backup.schedule import ScheduleError
     from parsectl.ssh import SSHError
 
     try:
@@ -150,7 +151,7 @@ def _run(fn: Any) -> None:
     except st.RetentionError as exc:
         _err(f"parsectl backup: refused: {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
-    except (st.OptionsError, DurationError) as exc:
+    except (st.OptionsError, DurationError, ScheduleError) as exc:
         _err(f"parsectl backup: {exc}")
         raise typer.Exit(EXIT_USAGE) from None
     except sq.BackupError as exc:
@@ -211,7 +212,7 @@ def _session(host: str | None, ssh_key: Path | None, known_hosts: Path | None, a
 
     target = _target(host, ssh_key, known_hosts, accept_new, jump, sudo)
     with connect(target) as session:
-        yield session, target.host, False
+        yield session, target.host if target.port == 22 else f"{target.host}:{target.port}", False
 
 
 def _replica_id(session: Any, is_local: bool, replica_id: str | None, replset: str | None, port: int) -> str:
@@ -620,6 +621,8 @@ def schedule_cmd(
 
     def go() -> None:
         _check_output(output)
+        sch.cron_spec(every, "check")  # bad --every / --retention: refuse before touching any node
+        parse_human(retention)
         targets = _hosts(hosts) or [(None, replica_id)]
         if replica_id and len(targets) > 1:
             raise Fail("--replica-id names one node; for several use --hosts HOST=REPLICA_ID,...", EXIT_USAGE)

@@ -556,6 +556,7 @@ def main(argv: list[str]) -> int:
         calls.write(json.dumps({
             "argv": argv[1:], "env": {k: os.environ[k] for k in ENV_NAMES if k in os.environ},
             "cmdline": _cmdline("self"), "parent_cmdline": _cmdline(os.getppid()), "cwd": os.getcwd(),
+            "host": __import__("socket").gethostname(),
             "time": time.time()}) + "\n")
     log("Starting strata driver")
     remote = os.environ.get("REMOTE_STORAGE", "").lower()
