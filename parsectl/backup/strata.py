@@ -480,9 +480,10 @@ def check(invocation: Invocation, result: Completed, host: str = "localhost") ->
         raise StrataError(f"another backup, delete or gc for replica {invocation.replica_id} is running{where} "
                           f"(lock {invocation.lock} is held); try again when it has finished",
                           exit_code=result.exit_code, stderr=result.stderr)
-    if result.exit_code in (126, 127) and "panic" not in result.stderr:
+    if (result.exit_code in (126, 127) and "panic" not in result.stderr) or \
+            result.stderr.startswith("flock: failed to execute"):  # flock exits 69 when exec fails
         raise StrataError(f"strata could not be started{where}: {invocation.argv[0]} "
-                          f"{'is not executable' if result.exit_code == 126 else 'not found'} "
+                          f"{'is not executable' if result.exit_code == 126 else 'cannot be run'} "
                           f"({(result.stderr.strip().splitlines() or [''])[-1]}); give --strata PATH",
                           exit_code=result.exit_code, stderr=result.stderr)
     line = strata_line(result.stderr)

@@ -43,7 +43,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
-                files_from: Path | None, rewrite: str | None, include_sessions: bool) -> Any:
+                files_from: Path | None, rewrite: str | None, include_sessions: bool,
+                validate: bool = True) -> Any:
     """The Source for ``--from``."""
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
@@ -66,7 +67,8 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
         url_rewrite = (old, new)
     from parsectl.migrate.sources.export import ExportSource
 
-    return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite)
+    return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
+                        validate=validate)
 
 
 class _Bars:
@@ -196,8 +198,11 @@ def migrate(
     from parsectl.migrate.engine import Migration, MigrationError, Options
 
     adapter_spec = _json_option("--files-adapter", files_adapter)
+    # a dry run converts every object while planning, to list every problem; a real run converts each
+    # object once, as it copies it, and reports the few that cannot be stored as skipped
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
-                         files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions)
+                         files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
+                         validate=dry_run)
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
                       classes=[c.strip() for c in classes.split(",")] if classes else None)

@@ -381,7 +381,7 @@ def promote(host: str = typer.Argument(..., help="The member to elect (USER@HOST
         rs.require_primary(admin)
         config = admin.get_config() or {}
         path = rs.state_path(config.get("_id", "set"), state_dir)
-        rs.save_priorities(config, path)
+        rs.save_priorities(config, path, primary.member_host)
         changes = rs.promote_changes(config, target.member_host)
         admin.command(rs.reconfig_command(rs.config_with_priorities(config, changes)))
         typer.echo(f"priority of {target.member_host} raised to {changes[target.member_host]['priority']:g}; "
@@ -410,10 +410,17 @@ def revert(via: str = _VIA, inventory_file: str = _INV, user: str = _USER, ssh_k
         changes = rs.revert_changes(config, saved)
         if changes:
             admin.command(rs.reconfig_command(rs.config_with_priorities(config, changes)))
-            top = max(saved["members"].items(), key=lambda kv: kv[1].get("priority", 1))[0]
-            rs.wait_for_primary(admin, top, timeout)
+        original = saved.get("primary")
+        if original and original.lower() != primary.member_host.lower():
+            # Priorities alone do not move the primary back when they are equal: step the current one down.
+            rs.step_down(admin)
+            try:
+                rs.wait_for_primary(admin, original, timeout)
+            except rs.ReplSetError:
+                typer.echo(f"warning: {original} was not re-elected; the primary is "
+                           f"{rs.current_primary(admin) or 'unknown'}", err=True)
     path.unlink()
-    typer.echo("priorities restored" if changes else "priorities were already as saved", err=False)
+    typer.echo("priorities restored" if changes else "priorities were already as saved")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -255,10 +255,16 @@ class Migration:
                 await self._copy_relation(name, field_name, state)
         if self.options.files:
             await self._copy_files(files, state)
-        for problem in getattr(self.source, "skipped", []):
+        unreadable = list(getattr(self.source, "skipped", []))
+        for problem in unreadable:
             self.report.problems.append(problem)
             if problem.class_name in self.report.classes:
                 self.report.classes[problem.class_name].skipped += 1
+        if unreadable and self.options.on_problem == "fail":
+            raise MigrationError(
+                f"{len(unreadable)} object(s) could not be stored and were left out (everything else was copied): "
+                f"first {unreadable[0].class_name} {unreadable[0].object_id}: {unreadable[0].message}. "
+                "Run with --dry-run to list them all; --on-problem skip accepts leaving them out")
         if self.follow is not None:
             await self._follow(plan, classes, self.follow)
         if self.legacy_tokens:

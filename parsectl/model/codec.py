@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,8 +51,17 @@ def now_iso() -> str:
     return format_iso(datetime.now(UTC))
 
 
+_CANONICAL_ISO = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$")
+
+
 def normalize_iso(value: Any) -> str:
     """An ISO string in canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` form, or a 111 error."""
+    if isinstance(value, str) and _CANONICAL_ISO.match(value):
+        try:  # already canonical (the common case): only check the day exists in that month
+            datetime(int(value[:4]), int(value[5:7]), int(value[8:10]))
+            return value
+        except ValueError:
+            raise ParseError(errors.INCORRECT_TYPE, "This is not a valid Date") from None
     try:
         return format_iso(parse_iso(value))
     except (ValueError, TypeError, OverflowError):
@@ -68,8 +78,8 @@ def date_iso(value: Any) -> str | None:
         return normalize_iso(value.get("iso"))
     if isinstance(value, str):
         try:
-            return format_iso(parse_iso(value))
-        except (ValueError, OverflowError):
+            return normalize_iso(value)
+        except ParseError:
             return None
     return None
 

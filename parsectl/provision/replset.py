@@ -13,6 +13,7 @@ client connected (usually through an SSH tunnel) to one member with ``directConn
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -353,12 +354,12 @@ def state_path(set_name: str, directory: str | Path | None = None) -> Path:
     return base / f"replset-{set_name}.json"
 
 
-def save_priorities(config: dict[str, Any], path: Path) -> bool:
+def save_priorities(config: dict[str, Any], path: Path, primary: str | None = None) -> bool:
     """Remember every member's priority and votes, unless a saved copy exists (revert restores the oldest)."""
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    saved = {"set": config.get("_id"), "version": config.get("version"),
+    saved = {"set": config.get("_id"), "version": config.get("version"), "primary": primary,
              "members": {m["host"]: {"priority": m.get("priority", 1), "votes": m.get("votes", 1)}
                          for m in config.get("members", [])}}
     path.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
@@ -385,6 +386,18 @@ def revert_changes(config: dict[str, Any], saved: dict[str, Any]) -> dict[str, d
         if diff:
             changes[m["host"]] = diff
     return changes
+
+
+def step_down(admin: Admin, seconds: int = 60, catch_up: int = 10) -> None:
+    """``{replSetStepDown: seconds, secondaryCatchUpPeriodSecs: n}``; the server drops connections as it steps
+    down, so a lost connection here is success."""
+    with contextlib.suppress(SteppedDown):
+        admin.command({"replSetStepDown": seconds, "secondaryCatchUpPeriodSecs": catch_up})
+
+
+def current_primary(admin: Admin) -> str | None:
+    status = admin.get_status() or {}
+    return next((s.name for s in member_states(status) if s.state == 1), None)
 
 
 def wait_for_primary(admin: Admin, member_host: str, timeout: float, poll: float = 0.5) -> None:

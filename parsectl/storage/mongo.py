@@ -543,8 +543,12 @@ class MongoAdapter:
                         doc[f"_auth_data_{provider}"] = interior(data)
             elif is_user and name == "password":
                 continue
+            elif is_user and name == "_session_token":
+                doc[name] = value  # hosted Parse's legacy token, kept where parse-server's Mongo format has it
             else:
                 ftype = self._field_type(schema, name)
+                if ftype is None and name.startswith("_"):
+                    continue  # an internal field this class has no place for
                 if ftype is None:
                     raise ParseError(errors.INCORRECT_TYPE, f"field {name} is not in the schema of {schema.class_name}")
                 if ftype["type"] in ("Relation", "ACL"):
@@ -577,6 +581,8 @@ class MongoAdapter:
             elif key == "_session_token":
                 if "sessionToken" in schema.fields:
                     obj["sessionToken"] = value
+                elif is_user:
+                    obj["_session_token"] = value  # a legacy hosted-Parse token, never shown to clients
             elif key.startswith("_auth_data_"):
                 if is_user:
                     auth[key[len("_auth_data_"):]] = decode_interior(value)
