@@ -321,7 +321,8 @@ class S3Store:
         try:  # strata LISTs, and on failure PutBucket(ACL)
             self.client.list_objects_v2(Bucket=bucket, MaxKeys=1)
         except Exception:
-            self.client.create_bucket(Bucket=bucket)
+            extra = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
+            self.client.create_bucket(Bucket=bucket, **extra)
 
     def _key(self, key: str) -> str:
         return self.prefix + "/" + key  # strata: prefix + "/" + path, even with an empty prefix
@@ -546,6 +547,16 @@ def _cmdline(pid: int | str) -> list[str]:
         return []
 
 
+def _driver(cls: Any, *args: Any) -> Any:
+    """Driver() construction: strata panics when it fails."""
+    try:
+        return cls(*args)
+    except Exit:
+        raise
+    except Exception as exc:
+        go_panic(str(exc).splitlines()[0] if str(exc) else repr(exc))
+
+
 def main(argv: list[str]) -> int:
     home = Path(os.environ.get("FAKE_STRATA_HOME") or Path(argv[0]).resolve().parent)
     try:
@@ -584,7 +595,8 @@ def main(argv: list[str]) -> int:
                 go_panic("Valid values for environment variable MINIO_SECURE are 1, t, T, TRUE, true, True, "
                          "0, f, F, FALSE, false, False")
             scheme = "https" if secure in ("1", "t", "T", "TRUE", "true", "True") else "http"
-            store = S3Store(f"{scheme}://{endpoint}", access, secret, g["bucket"], g["bucket-prefix"], g["region"])
+            store = _driver(S3Store, f"{scheme}://{endpoint}", access, secret, g["bucket"], g["bucket-prefix"],
+                            g["region"])
         else:
             access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
             if not access or not secret:
@@ -594,7 +606,7 @@ def main(argv: list[str]) -> int:
             endpoint = control.get("s3_endpoint")
             if not endpoint:
                 go_panic("the fake strata has no S3 endpoint (control.json s3_endpoint)")
-            store = S3Store(endpoint, access, secret, g["bucket"], g["bucket-prefix"], g["region"])
+            store = _driver(S3Store, endpoint, access, secret, g["bucket"], g["bucket-prefix"], g["region"])
         fake = Fake(home, control, store, g)
         time.sleep(float(control.get("sleep", {}).get(verb, 0)) if verb != "backup" else 0)
         if command == "backup":
