@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parsectl.model import errors
@@ -41,9 +41,15 @@ def parse_iso(value: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def format_iso(dt: datetime) -> str:
     """Format as JavaScript's ``Date.toJSON``: UTC, milliseconds, ``Z``."""
-    dt = dt.astimezone(UTC)
+    if dt.tzinfo is not UTC and dt.utcoffset() != _NO_OFFSET:
+        dt = dt.astimezone(UTC)
+    if 1000 <= dt.year <= 9999:
+        return dt.isoformat(timespec="milliseconds")[:23] + "Z"  # C-speed for the common case
     return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}.{dt.microsecond // 1000:03d}Z"
 
 

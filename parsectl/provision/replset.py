@@ -164,8 +164,9 @@ class Admin:
             raise ReplSetError(f"{self.label}: {next(iter(doc))} failed: {exc.details.get('errmsg', exc) if exc.details else exc} "
                                f"(code {code})") from exc
         except AutoReconnect as exc:
-            raise SteppedDown(f"{self.label}: lost the connection during {next(iter(doc))} ({exc}); the primary may "
-                              "have stepped down. Re-run to continue") from exc
+            raise SteppedDown(f"{self.label}: the primary stepped down or went away during {next(iter(doc))} "
+                              f"({exc}). A reconfig applies whole or not at all; re-run the same command to "
+                              "continue") from exc
         except PyMongoError as exc:
             raise ReplSetError(f"{self.label}: {next(iter(doc))} failed: {exc}") from exc
 

@@ -135,7 +135,8 @@ class PostgresAdapter:
         self.uri = uri
         self._last_used: dict[int, float] = {}
         self.pool = AsyncConnectionPool(uri, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-                                        check=self._check, reset=self._returned, kwargs={"autocommit": True})
+                                        check=self._check, reset=self._returned,
+                                        kwargs={"autocommit": True, "options": "-c TimeZone=UTC"})
         self._sender = str(uuid.uuid4())
         self._version = 0
         self._listener: asyncio.Task[None] | None = None
