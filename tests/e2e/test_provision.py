@@ -284,6 +284,12 @@ def test_wrong_and_changed_host_key_unreachable_and_no_sudo(lab):
                         accept_new_host_keys=True, retries=0)) as s:
         assert s.run("echo hi").stdout == "hi\n"
     assert db1.host_key.get_base64() in empty.read_text()
+    # through a jump host (as ssh -J), and the tunnel
+    db2 = lab["hosts"][1]
+    hop = Target("127.0.0.1", port=db1.port, user="ops", key_file=str(lab["key"]), known_hosts=str(lab["known"]))
+    with connect(Target("127.0.0.1", port=db2.port, user="ops", key_file=str(lab["key"]),
+                        known_hosts=str(lab["known"]), jump=hop, retries=0)) as s:
+        assert s.run("hostname").stdout.strip() == "db2"
     # a wrong user key
     wrong = lab["work"] / "wrong_key"
     paramiko.RSAKey.generate(2048).write_private_key_file(str(wrong))
@@ -319,3 +325,35 @@ def test_bad_playbook_rejected_before_anything_runs(lab, tmp_path):
     assert out.exit_code == 2
     assert "unknown step 'pakages'; did you mean packages?" in out.output
     assert "unknown field 'enable'; did you mean enabled?" in out.output
+
+
+def test_join_when_primary_steps_down_mid_reconfig_then_rerun(lab, fresh_host):
+    """--join through the primary; the primary answers the reconfig with PrimarySteppedDown (189): the host
+    stops with a clear message and exit 1, and a re-run finishes the join."""
+    fresh_host.start()
+    db1 = lab["hosts"][0]
+    inv = inventory(lab, [*lab["hosts"], fresh_host])
+    with ssh(lab, db1) as s:
+        if s.get("/var/lib/mongodb/parsectl-fake-state.json", sudo=True) is None:
+            pytest.skip("needs the set from test_plan_apply_reapply_three_hosts")
+        s.put("/var/lib/mongodb/fail-next-reconfig", b"", owner="mongodb:mongodb", sudo=True)
+    args = ["provision-node", "fresh", "--inventory", str(inv), "--join", "db1", "--keyfile", str(_keyfile(lab)),
+            "--yes", "--output", "json"]
+    failed = cli(lab, *args)
+    assert failed.exit_code == 1
+    report = json.loads(failed.output)["hosts"][0]
+    assert "PrimarySteppedDown" in report["error"] and "re-run the same command" in report["error"]
+    rerun = cli(lab, *args)
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json").output)
+    assert f"127.0.0.1:{fresh_host.mongod_port}" in [m["name"] for m in summary["members"]]
+    check_replset_commands(commands_received(lab, db1))
+
+
+def test_unsupported_distribution_stops_the_host(lab):
+    inv = inventory(lab, lab["hosts"][:1])
+    out = cli(lab, "provision-node", "--inventory", str(inv), "--playbook", "mongorocks", "--keyfile",
+              str(_keyfile(lab)), "--output", "json")
+    assert out.exit_code == 1
+    error = json.loads(out.output)["hosts"][0]["error"]
+    assert "unsupported distribution debian 12 (bookworm)" in error and "stretch" in error
