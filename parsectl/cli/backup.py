@@ -182,9 +182,9 @@ def strata_config(storage: str, bucket: str | None, region: str | None, prefix: 
     store = st.Storage(kind=kind, bucket=bucket, region=region or "us-east-1", prefix=prefix, acl=acl,
                        endpoint=endpoint, mpoint=mpoint)
     store.validate()
-    password = _password(mongod_password_file)
-    if password and not mongod_user:
-        raise Fail("a mongod password was given but no --mongod-user", EXIT_USAGE)
+    if mongod_password_file and not mongod_user:
+        raise Fail("--mongod-password-file needs --mongod-user", EXIT_USAGE)
+    password = _password(mongod_password_file) if mongod_user else None  # $PARSECTL_MONGOD_PASSWORD: with a user
     return st.StrataConfig(storage=store, mongod=st.Mongod(port, mongod_user, password),
                            credentials=st.Credentials.resolve(kind, profile=profile), binary=strata_path,
                            lock_dir=lock_dir or None)

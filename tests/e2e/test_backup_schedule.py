@@ -192,10 +192,23 @@ def test_strata_over_ssh_keeps_credentials_off_command_lines(lab: SimpleNamespac
                       "--port", str(lab.primary.port), "--mongod-user", "backup", "--lock-dir", str(tmp_path),
                       "--output", "json",
                       env={"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": secret})
-        fake_strata.write_control(lab.bin, lab.control)
         assert done.returncode == 0, done.stderr
+        target = tmp_path / "restore-target"
+        restored = backup(lab, "restore", "--host", lab.hosts[1].login, "--ssh-key", str(lab.key), "--known-hosts",
+                          str(lab.known), "--bucket", "strata-ssh", "--prefix", "prod", "--strata", str(lab.launcher),
+                          "--replica-id", "rs0-db2", "--lock-dir", str(tmp_path), "-i", "0", "--target-path",
+                          str(target), "--owner", "nobody:nogroup", "--yes",
+                          env={"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": secret})
+        fake_strata.write_control(lab.bin, lab.control)
+        assert restored.returncode == 0, restored.stderr
+        assert "sudo -u nobody mongod --dbpath=" in restored.stdout
+        sst = target / "db" / "000001.sst"
+        assert sst.read_bytes() == b"s" * 1000 and sst.stat().st_mode & 0o777 == 0o640
+        import pwd
+
+        assert pwd.getpwuid(sst.stat().st_uid).pw_name == "nobody"
         assert json.loads(done.stdout)["replica_id"] == "rs0-db2"  # asked mongod for the set name, host for its name
-        [call] = calls_since(lab, n)
+        call = calls_since(lab, n)[0]
         assert call["host"] == "db2"
         assert call["argv"] == ["--bucket=strata-ssh", "--region=us-east-1", "--bucket-prefix=prod",
                                 f"--port={lab.primary.port}", "--username=backup", "--password=pw-Secret-42",
