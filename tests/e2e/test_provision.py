@@ -97,7 +97,6 @@ def check_config_document(cfg: dict) -> None:
     for key, kind in CONFIG_FIELDS.items():
         if key in cfg:
             assert isinstance(cfg[key], kind), (key, cfg[key])
-    assert "term" not in cfg or cfg.get("_reconfig") is None
     ids = [m["_id"] for m in cfg["members"]]
     assert len(set(ids)) == len(ids)
     for member in cfg["members"]:

@@ -61,6 +61,7 @@ def install_tools() -> None:
     need = [p for p, tool in (("debootstrap", "debootstrap"), ("apt-utils", "apt-ftparchive"))
             if shutil.which(tool) is None]
     if need and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-q", *need], check=False, capture_output=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
