@@ -33,14 +33,45 @@ import paramiko
 from . import free_port
 
 SSHD = "/usr/sbin/sshd"
+PRIVSEP_LINE = "sshd:x:65534:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n"
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("PARSECTL_TEST_CACHE")
+    return Path(env) if env else Path("/var/cache/parsectl-tests")
+
+
+def sshd_binary() -> tuple[str, dict[str, str]]:
+    """(path, extra environment). The machine's /usr/sbin/sshd when installed; otherwise the Debian
+    openssh-server (+ libwrap0) packages downloaded with apt-get and unpacked into the test cache -- nothing
+    is installed and no service is started. PARSECTL_TEST_SSHD_UNPACKED=1 forces the unpacked copy."""
+    if Path(SSHD).exists() and not os.environ.get("PARSECTL_TEST_SSHD_UNPACKED"):
+        return SSHD, {}
+    root = cache_dir() / "openssh-server-unpacked"
+    if not (root / ".ready").exists():
+        debs = cache_dir() / "openssh-server-debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        fetch = ["apt-get", "download", "-q", "openssh-server", "libwrap0"]
+        if subprocess.run(fetch, cwd=debs, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+            subprocess.run(fetch, cwd=debs, capture_output=True, check=True)
+        for deb in debs.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, capture_output=True)
+        (root / ".ready").touch()
+    libs = [str(p) for p in (root / "lib/x86_64-linux-gnu", root / "usr/lib/x86_64-linux-gnu",
+                             root / "lib/aarch64-linux-gnu", root / "usr/lib/aarch64-linux-gnu") if p.is_dir()]
+    return str(root / "usr/sbin/sshd"), {"LD_LIBRARY_PATH": ":".join(libs)} if libs else {}
 
 
 def missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root (sshd, unshare)"
-    for tool in (SSHD, "unshare"):
-        if not shutil.which(tool) and not Path(tool).exists():
-            return f"{tool} is missing (apt-get install openssh-server util-linux)"
+    if not shutil.which("unshare"):
+        return "unshare is missing (util-linux)"
+    try:
+        sshd_binary()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return f"no sshd: /usr/sbin/sshd is not installed and apt-get download openssh-server failed ({exc})"
     return None
 
 
@@ -73,12 +104,20 @@ class LoopbackHost:
         return f"root@127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        sshd, env = sshd_binary()
+        passwd = ""
+        if "\nsshd:" not in "\n" + Path("/etc/passwd").read_text():
+            # sshd needs its privilege-separation user: add it to a private copy of /etc/passwd, bind-mounted
+            # in this node's own mount namespace (the machine's /etc/passwd is not changed)
+            (self.dir / "passwd").write_text(Path("/etc/passwd").read_text() + PRIVSEP_LINE)
+            passwd = f"mount --bind {self.dir / 'passwd'} /etc/passwd && "
         script = (f"hostname {self.name} && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd && "
-                  f"exec {SSHD} -D -e -f {self.dir / 'sshd_config'}")
+                  f"{passwd}exec {sshd} -D -e -f {self.dir / 'sshd_config'}")
         log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(["unshare", "--mount", "--uts", "--fork", "--kill-child",
                                       "--propagation", "private", "sh", "-c", script],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, **env})
         log.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
