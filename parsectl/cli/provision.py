@@ -177,7 +177,8 @@ def provision_node(
     move_existing_data: bool = typer.Option(False, "--move-existing-data",
                                             help="Move another engine's files out of dbPath (kept, never deleted)."),
     var: list[str] = typer.Option(None, "--var", help="Playbook variable name=value (YAML value); repeatable."),
-    log_dir: str = typer.Option("parsectl-logs", "--log-dir", help="One log file per host here."),
+    log_dir: str = typer.Option("parsectl-logs", "--log-dir", envvar="PARSECTL_LOG_DIR",
+                                help="One log file per host here."),
     node_only: bool = typer.Option(False, "--node-only", help="Skip the replica-set steps (e.g. before replset "
                                    "try)."),
     mongo_user: str = typer.Option(None, "--mongo-user", help="MongoDB user for replica-set commands (clusterAdmin)."),
@@ -248,7 +249,8 @@ class _Ctx:
             raise InventoryError("give --via HOST (a member reachable over SSH) or --inventory FILE")
         password = os.environ.get(mongo_password_env) if mongo_password_env else None
         self.opts = engine.Options(replset=self.inv.replset if self.inv and self.inv.replset else "",
-                                   log_dir=Path("parsectl-logs"), mongo_user=mongo_user, mongo_password=password)
+                                   log_dir=Path(os.environ.get("PARSECTL_LOG_DIR", "parsectl-logs")),
+                                   mongo_user=mongo_user, mongo_password=password)
 
     def host_for(self, member_host: str) -> Host:
         """The SSH host of a replica-set member: from the inventory, or the member's hostname with --via's SSH

@@ -69,8 +69,8 @@ def inventory(lab, hosts=None, **extra) -> Path:
 
 def cli(lab, *args: str):
     runner = CliRunner()
-    return runner.invoke(app, [*args, "--log-dir", str(lab["work"] / "logs")] if args[0] == "provision-node"
-                         else list(args), catch_exceptions=False)
+    return runner.invoke(app, list(args), env={"PARSECTL_LOG_DIR": str(lab["work"] / "logs")},
+                         catch_exceptions=False)
 
 
 def ssh(lab, host, user="ops"):
