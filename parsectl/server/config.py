@@ -49,6 +49,7 @@ class ServerOptions:
     session_length: int = 31536000
     enforce_private_users: bool = True
     protected_fields: dict[str, Any] | None = None
+    enable_anonymous_users: bool = True
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -62,6 +63,7 @@ class ServerOptions:
         "filesAdapter": "files_adapter", "fileUpload": "file_upload", "preserveFileName": "preserve_file_name",
         "readOnlyMasterKey": "read_only_master_key", "sessionLength": "session_length",
         "enforcePrivateUsers": "enforce_private_users", "protectedFields": "protected_fields",
+        "enableAnonymousUsers": "enable_anonymous_users",
     }
 
     @classmethod

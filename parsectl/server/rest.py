@@ -406,6 +406,40 @@ class RestService:
         await self._after_create(auth, class_name, stored, response)
         return stored["objectId"], response
 
+    async def signup(self, auth: Auth, body: Any) -> tuple[int, str, dict[str, Any]]:
+        """``POST /users``: a sign-up, or with ``authData`` of an existing account a log-in (200)."""
+        auth_data = body.get("authData") if isinstance(body, dict) else None
+        if auth_data is not None:
+            users.validate_auth_data(auth_data, self._auth_providers())
+            found = await users.users_with_auth_data(self, auth_data)
+            if len(found) > 1:
+                raise ParseError(208, "this auth is already used")
+            if found:
+                stored = found[0]
+                schema = await self.schemas.get("_User")
+                assert schema is not None
+                user = self.to_wire(schema, stored, Auth(user_id=stored["objectId"]))
+                if not auth.master:
+                    provider = ",".join(p for p, d in auth_data.items() if d is not None)
+                    user["sessionToken"] = await self.sessions.create(stored["objectId"], auth.installation_id,
+                                                                      "login", provider)
+                return 200, stored["objectId"], user
+            body = {**body}
+            if not body.get("username"):
+                body["username"] = users.random_username()
+                generated = True
+            else:
+                generated = False
+            object_id, response = await self.create(auth, "_User", body)
+            if generated:
+                response["username"] = body["username"]
+            return 201, object_id, response
+        object_id, response = await self.create(auth, "_User", body)
+        return 201, object_id, response
+
+    def _auth_providers(self) -> set[str]:
+        return {"anonymous"} if self.options.enable_anonymous_users else set()
+
     async def create_many(self, auth: Auth, class_name: str, bodies: list[Any]
                           ) -> list[dict[str, Any] | ParseError]:
         """Several creates in one class (a /batch of creates): each is checked on its own, and those
@@ -457,6 +491,12 @@ class RestService:
         changing_password = class_name == "_User" and "password" in fields
         if class_name == "_User":
             await self._user_fields(schema, fields, object_id)
+            if "authData" in fields:
+                users.validate_auth_data(fields["authData"], self._auth_providers())
+                others = [u for u in await users.users_with_auth_data(self, fields["authData"])
+                          if u["objectId"] != object_id]
+                if others:
+                    raise ParseError(208, "this auth is already used")
         if class_name == "_Role":
             if "name" in fields:
                 raise ParseError(136, "A role's name can only be set before it has been saved.")

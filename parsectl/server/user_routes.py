@@ -53,7 +53,9 @@ class UserRoutes:
 
     # --- sign-up and log-in -------------------------------------------------------------------------------
     async def signup(self, request: Request, args: dict[str, str]) -> Response:
-        object_id, body = await self.rest.create(request.auth, "_User", request.body)
+        status, object_id, body = await self.rest.signup(request.auth, request.body)
+        if status == 200:
+            return Response.json(body)
         return Response.json(body, 201, [(b"location", f"{request.base_url}/users/{object_id}".encode())])
 
     async def _user_from_credentials(self, request: Request) -> dict[str, Any]:

@@ -47,6 +47,12 @@ async def check_password(password: str, hashed: Any) -> bool:
         return False
 
 
+def random_username() -> str:
+    """A 25-character username for an account created from authData alone, as parse-server makes."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(25))
+
+
 def new_session_token() -> str:
     return "r:" + secrets.token_hex(16)
 
@@ -181,3 +187,34 @@ async def ensure_unique(rest: RestService, schema: ClassSchema, field: str, valu
         where = query.And([where, query.Compare("objectId", "ne", object_id)])
     if await rest.storage.find(schema, where, limit=1):
         raise ParseError(code, message)
+
+
+# --- third-party and anonymous log-in (authData) ------------------------------------------------------------
+
+AUTH_DATA_UNSUPPORTED = "This authentication method is unsupported."
+
+
+def validate_auth_data(auth_data: Any, enabled: set[str]) -> dict[str, Any]:
+    """Check an ``authData`` object: known providers only (252), and each a ``{"id": <non-empty string>}``
+    so that an empty or operator id can never match someone else's account."""
+    if not isinstance(auth_data, dict) or not auth_data:
+        raise ParseError(errors.INVALID_JSON, "authData should be an object.")
+    for provider, data in auth_data.items():
+        if data is None:
+            continue  # unlinking
+        if provider not in enabled:
+            raise ParseError(252, AUTH_DATA_UNSUPPORTED)
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+            raise ParseError(252, AUTH_DATA_UNSUPPORTED)
+    return auth_data
+
+
+async def users_with_auth_data(rest: RestService, auth_data: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = await rest.schemas.get("_User")
+    if schema is None:
+        return []
+    clauses = [query.Compare(f"authData.{provider}.id", "eq", data["id"])
+               for provider, data in auth_data.items() if data is not None]
+    if not clauses:
+        return []
+    return await rest.storage.find(schema, query.Or(clauses), limit=2)

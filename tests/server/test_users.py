@@ -200,3 +200,37 @@ def test_login_as_and_verify_password(client: Client) -> None:
     assert r.status_code == 200 and r.json()["sessionToken"].startswith("r:")
     r = client.request("GET", "/verifyPassword", params={"username": "erin", "password": "pw-1"})
     assert r.status_code == 200 and "sessionToken" not in r.json()
+
+
+def test_anonymous_users_and_auth_data_takeover(client: Client) -> None:
+    auth_data = {"anonymous": {"id": "4b4a4c1b-0000-4000-8000-000000000001"}}
+    r = client.request("POST", "/users", json={"authData": auth_data})
+    assert r.status_code == 201
+    first = r.json()
+    assert len(first["username"]) == 25 and first["sessionToken"].startswith("r:")
+    again = client.request("POST", "/users", json={"authData": auth_data})
+    assert again.status_code == 200 and again.json()["objectId"] == first["objectId"]
+    assert again.json()["authData"] == auth_data
+    for bad in ({"anonymous": {"id": ""}}, {"anonymous": {"id": {"$ne": None}}}, {"anonymous": {}},
+                {"facebook": {"id": "x", "access_token": "y"}}):
+        r = client.request("POST", "/users", json={"authData": bad})
+        assert (r.status_code, r.json()["code"]) == (400, 252), bad
+    other = signup(client, "victim2")
+    r = client.request("PUT", f"/users/{other['objectId']}", json={"authData": auth_data},
+                       headers=as_user(other["sessionToken"]))
+    assert (r.status_code, r.json()) == (400, {"code": 208, "error": "this auth is already used"})
+
+
+def test_read_only_master_key(database_uri: str) -> None:
+    from tests.server.conftest import make_client
+
+    c = make_client(database_uri, read_only_master_key="ro")
+    try:
+        c.request("POST", "/classes/T", json={"a": 1}, master=True)
+        ro = {"X-Parse-Master-Key": "ro"}
+        assert c.request("GET", "/classes/T", headers=ro).json()["results"][0]["a"] == 1
+        r = c.request("POST", "/classes/T", json={"a": 2}, headers=ro)
+        assert (r.status_code, r.json()) == (400, {"code": 119, "error": "read-only masterKey isn't allowed to "
+                                                                          "perform the create operation."})
+    finally:
+        c.close()
