@@ -16,7 +16,7 @@ from parsectl.model import codec, errors, query
 from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp, parse_value
 from parsectl.model.query import FindOptions
-from parsectl.model.schema import ClassSchema, check_class_name, check_field_name
+from parsectl.model.schema import SYSTEM_CLASSES, ClassSchema, check_class_name, check_field_name
 from parsectl.server import users
 from parsectl.server.auth import Auth
 from parsectl.server.config import ServerOptions
@@ -348,7 +348,8 @@ class RestService:
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
         enforce_class_security("create", class_name, auth)
         schema = await self.schemas.get(class_name)
-        if schema is None and not auth.master and not self.options.allow_client_class_creation:
+        if (schema is None and not auth.master and not self.options.allow_client_class_creation
+                and class_name not in SYSTEM_CLASSES):  # parse-server lets clients start system classes
             raise _permission_denied()
         check_class_name(class_name)
         fields, acl = self._prepare_fields(class_name, body, creating=True, auth=auth)
@@ -435,6 +436,36 @@ class RestService:
                 response["username"] = body["username"]
             return 201, object_id, response
         object_id, response = await self.create(auth, "_User", body)
+        return 201, object_id, response
+
+    async def save_installation(self, auth: Auth, body: Any) -> tuple[int, str, dict[str, Any]]:
+        """``POST /installations``: devices register by installationId (or deviceToken); a known one is updated
+        rather than duplicated. Ids are lower-cased as parse-server stores them."""
+        if not isinstance(body, dict):
+            raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
+        body = dict(body)
+        if not body.get("installationId") and auth.installation_id:
+            body["installationId"] = auth.installation_id
+        if isinstance(body.get("installationId"), str):
+            body["installationId"] = body["installationId"].lower()
+        if isinstance(body.get("deviceToken"), str) and body.get("deviceType") == "ios":
+            body["deviceToken"] = body["deviceToken"].lower()
+        if not body.get("installationId") and not body.get("deviceToken"):
+            raise ParseError(135, "at least one ID field (deviceToken, installationId) must be specified in this "
+                                  "operation")
+        schema = await self.schemas.get("_Installation")
+        existing: list[StoredObject] = []
+        if schema is not None:
+            clauses = [query.Compare(k, "eq", body[k]) for k in ("installationId", "deviceToken") if body.get(k)]
+            existing = await self.storage.find(schema, query.Or(clauses), limit=1)
+        if existing:
+            object_id = existing[0]["objectId"]
+            changes = {k: v for k, v in body.items() if k not in ("installationId", "deviceType")}
+            response = await self.update(Auth(master=True), "_Installation", object_id, changes)
+            return 200, object_id, {"objectId": object_id, **response}
+        if not body.get("deviceType"):
+            raise ParseError(135, "deviceType must be specified in this operation")
+        object_id, response = await self.create(auth, "_Installation", body)
         return 201, object_id, response
 
     def _auth_providers(self) -> set[str]:

@@ -34,8 +34,9 @@ class UserRoutes:
         add("POST", r"/verifyPassword", self.verify_password)
         add("POST", r"/loginAs", self.login_as)
         add("GET", r"/sessions/me", self.session_me)
+        add("POST", r"/installations", self.save_installation)
         for alias, class_name in ALIASES.items():
-            if alias != "users":
+            if alias not in ("users", "installations"):
                 add("POST", rf"/{alias}", self._aliased(self.router.create, class_name))
             add("GET", rf"/{alias}", self._aliased(self.router.find, class_name))
             add("GET", rf"/{alias}/{_ID}", self._aliased(self.get_user if alias == "users" else self.router.get,
@@ -57,6 +58,12 @@ class UserRoutes:
         if status == 200:
             return Response.json(body)
         return Response.json(body, 201, [(b"location", f"{request.base_url}/users/{object_id}".encode())])
+
+    async def save_installation(self, request: Request, args: dict[str, str]) -> Response:
+        status, object_id, body = await self.rest.save_installation(request.auth, request.body)
+        if status == 200:
+            return Response.json(body)
+        return Response.json(body, 201, [(b"location", f"{request.base_url}/installations/{object_id}".encode())])
 
     async def _user_from_credentials(self, request: Request) -> dict[str, Any]:
         payload = request.body if isinstance(request.body, dict) else {}

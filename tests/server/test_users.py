@@ -234,3 +234,18 @@ def test_read_only_master_key(database_uri: str) -> None:
                                                                           "perform the create operation."})
     finally:
         c.close()
+
+
+def test_installations_register_once_and_cannot_be_listed(client: Client) -> None:
+    body = {"installationId": "ABC-123", "deviceType": "ios", "deviceToken": "AAFF", "channels": ["news"]}
+    r = client.request("POST", "/installations", json=body)
+    assert r.status_code == 201
+    oid = r.json()["objectId"]
+    r = client.request("POST", "/installations", json={**body, "badge": 3})
+    assert r.status_code == 200 and r.json()["objectId"] == oid
+    stored = client.request("GET", f"/installations/{oid}", master=True).json()
+    assert stored["installationId"] == "abc-123" and stored["deviceToken"] == "aaff" and stored["badge"] == 3
+    assert client.request("GET", "/installations").json()["code"] == 119
+    assert client.request("DELETE", f"/installations/{oid}").json()["code"] == 119
+    r = client.request("POST", "/installations", json={"deviceType": "android"})
+    assert (r.status_code, r.json()["code"]) == (400, 135)
