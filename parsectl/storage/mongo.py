@@ -246,6 +246,7 @@ class MongoAdapter:
         if unknown:
             raise ValueError(f"unknown databaseOptions for MongoDB: {', '.join(unknown)} "
                              f"(known: {', '.join(sorted([*_CLIENT_OPTIONS, *_PARSE_OPTIONS, *_IGNORED_OPTIONS]))})")
+        self._pair_indexes: dict[str, bool] = {}
         self.uri = uri
         self.prefix = collection_prefix or ""
         self.options = options
@@ -870,13 +871,38 @@ class MongoAdapter:
             [DeleteOne({"relatedId": related, "owningId": owning}) for owning, related in pairs], ordered=False)
 
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """Bulk relation rows (migration): with a unique (owningId, relatedId) index on the join collection
+        they are plain unordered inserts, duplicates skipped; without one, upserts (each a lookup)."""
         if not pairs:
             return
-        await self._coll(join_collection(field, class_name)).bulk_write([
+        coll = self._coll(join_collection(field, class_name))
+        unique = dict.fromkeys(pairs)
+        if await self._pair_index(coll):
+            try:
+                await coll.insert_many([{"owningId": o, "relatedId": r} for o, r in unique], ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
+            return
+        await coll.bulk_write([
             UpdateOne({"relatedId": related, "owningId": owning},
                       {"$set": {"relatedId": related, "owningId": owning}}, upsert=True)
-            for owning, related in dict.fromkeys(pairs)
+            for owning, related in unique
         ], ordered=False)
+
+    async def _pair_index(self, coll: Any) -> bool:
+        """Ensure (once per collection) a unique index on the relation pair; False if it cannot be made
+        (e.g. old duplicate rows), in which case callers upsert."""
+        known = self._pair_indexes.get(coll.name)
+        if known is None:
+            try:
+                await coll.create_index([("owningId", 1), ("relatedId", 1)], unique=True, name="_parsectl_pair")
+                known = True
+            except PyMongoError as exc:
+                log.warning("no unique pair index on %s (%s); relation rows are upserted", coll.name, exc)
+                known = False
+            self._pair_indexes[coll.name] = known
+        return known
 
     async def relation_rows(self, class_name: str, field: str, *, after: tuple[str, str] | None = None,
                             limit: int = 5000) -> list[tuple[str, str]]:
