@@ -750,6 +750,8 @@ class MongoAdapter:
                 ftype: FieldType | None = {"type": "Array"}
             else:
                 ftype = self._field_type(schema, name)
+                if ftype is None and (change is None or isinstance(change, Delete)):
+                    continue  # unsetting a field the class does not have: nothing to do
                 if ftype is None:
                     raise ParseError(errors.INCORRECT_TYPE, f"field {name} is not in the schema of {schema.class_name}")
                 if ftype["type"] in ("Relation", "ACL"):

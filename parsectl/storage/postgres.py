@@ -361,7 +361,8 @@ class PostgresAdapter:
         except (pg_errors.UndefinedTable, pg_errors.UndefinedColumn):
             return []
         except pg_errors.DataError as exc:
-            raise ParseError(errors.INVALID_QUERY, f"Invalid query value: {exc.diag.message_primary}") from None
+            raise ParseError(errors.INVALID_QUERY,
+                             f"Invalid query value: {exc.diag.message_primary or str(exc)}") from None
         return [self._decode(row, layout) for row in rows]
 
     async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
@@ -450,7 +451,7 @@ class PostgresAdapter:
             except pg_errors.UniqueViolation:
                 raise ParseError(errors.DUPLICATE_VALUE,
                                  "A duplicate value for a field with unique values was provided") from None
-            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire, psycopg.DataError):
                 raise _nul_error() from None
             for field, ids in (relations or {}).items():
                 await self._relation_rows(conn, schema.class_name, obj["objectId"], field, ids, [])
@@ -482,7 +483,8 @@ class PostgresAdapter:
             async with self.pool.connection() as conn:
                 await conn.execute(sql, params)
             return [None] * len(objects)
-        except (pg_errors.UniqueViolation, pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+        except (pg_errors.UniqueViolation, pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire,
+                psycopg.DataError):
             pass
         results: list[ParseError | None] = []
         for obj in objects:
@@ -561,7 +563,7 @@ class PostgresAdapter:
             except pg_errors.UniqueViolation:
                 raise ParseError(errors.DUPLICATE_VALUE,
                                  "A duplicate value for a field with unique values was provided") from None
-            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire, psycopg.DataError):
                 raise _nul_error() from None
             objects = [self._decode(row, layout) for row in rows]
             for obj in objects:
@@ -617,7 +619,7 @@ class PostgresAdapter:
                     await cur.execute(f'INSERT INTO {table} ({cols}) SELECT {cols} FROM "_parsectl_load"'
                                       " ON CONFLICT DO NOTHING")
                     return cur.rowcount
-            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire):
+            except (pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire, psycopg.DataError):
                 raise _nul_error() from None
 
     async def upsert_many(self, schema: ClassSchema, objects: list[StoredObject]) -> None:
