@@ -25,14 +25,16 @@ Examples:
   # Plan (no changes made): what would happen on three new hosts, with every file diff. Exit 2: changes pending
   parsectl provision-node ops@db1 ops@db2 ops@db3 --replset rs0 --sudo --keyfile rs0.keyfile
 
-  # Apply: install PSMDB 8.0 (WiredTiger), initiate rs0 on db1, add db2 and db3 through the primary
-  parsectl provision-node --inventory hosts.yml --replset rs0 --yes
+  # Apply: install PSMDB 8.0 (WiredTiger), initiate rs0 on db1, create the admin user parsectl-admin (password
+  # from $MONGO_ADMIN_PASSWORD), add db2 and db3 through the primary
+  parsectl provision-node --inventory hosts.yml --replset rs0 --mongo-password-env MONGO_ADMIN_PASSWORD --yes
 
   # The seed's MongoRocks set-up (PSMDB 3.4, rocksdb), on old distributions only
   parsectl provision-node --inventory old.yml --replset rs0 --playbook mongorocks --yes
 
   # Add a node to an existing set through its primary (reached through an SSH tunnel)
-  parsectl provision-node ops@db4 --replset rs0 --join ops@db1 --keyfile rs0.keyfile --yes
+  parsectl provision-node ops@db4 --replset rs0 --join ops@db1 --keyfile rs0.keyfile \\
+      --mongo-password-env MONGO_ADMIN_PASSWORD --yes
 
   # Your own playbook, with a variable changed, as JSON for tools
   parsectl provision-node ops@db1 --replset rs0 --playbook ./my.yml --var psmdb_version=7.0 --output json
@@ -44,7 +46,8 @@ Logs: one file per host in --log-dir (default ./parsectl-logs).
 REPLSET_EPILOG = """\
 Examples:
 
-  parsectl replset status --via ops@db1                     # members, states, lag, oplog window
+  export MONGO_ADMIN_PASSWORD=...                           # the admin user provision-node created
+  parsectl replset status --via ops@db1 --mongo-password-env MONGO_ADMIN_PASSWORD
   parsectl replset status --inventory hosts.yml --output json
   parsectl replset try ops@db4 --via ops@db1                # add db4 as priority 0, non-voting while it syncs
   parsectl replset promote ops@db4 --inventory hosts.yml    # raise its priority so it is elected primary
@@ -151,6 +154,18 @@ def _keyfile(path: str | None, replset: str, apply: bool, join: bool) -> tuple[b
     return data, f"would generate a new keyFile and save it to {default}"
 
 
+def _password(env_name: str | None) -> str | None:
+    """The MongoDB password from the environment variable ``env_name`` (never from the command line)."""
+    if not env_name:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise StepError(f"--mongo-password-env {env_name}: the environment variable {env_name} is not set")
+    if not value:
+        raise StepError(f"--mongo-password-env {env_name}: the environment variable {env_name} is empty")
+    return value
+
+
 def provision_node(
     hosts: list[str] = typer.Argument(None, help="Hosts as USER@HOST:PORT, or names from --inventory."),
     replset: str = typer.Option(None, "--replset", help="Replica set name (or 'replset' in the inventory)."),
@@ -181,9 +196,12 @@ def provision_node(
                                 help="One log file per host here."),
     node_only: bool = typer.Option(False, "--node-only", help="Skip the replica-set steps (e.g. before replset "
                                    "try)."),
-    mongo_user: str = typer.Option(None, "--mongo-user", help="MongoDB user for replica-set commands (clusterAdmin)."),
-    mongo_password_env: str = typer.Option(None, "--mongo-password-env",
-                                           help="Environment variable holding that user's password."),
+    mongo_user: str = typer.Option(rs.DEFAULT_ADMIN_USER, "--mongo-user",
+                                   help="MongoDB admin user (role root in admin): created right after replSetInitiate "
+                                   "through the localhost exception, then used for every replica-set command."),
+    mongo_password_env: str = typer.Option(None, "--mongo-password-env", metavar="NAME",
+                                           help="Environment variable holding that user's password (required with "
+                                           "--yes and a replica-set step). Never given on the command line."),
 ) -> None:
     """Provision Percona Server for MongoDB nodes over SSH and join them to a replica set: plan, then --yes."""
     if output not in ("text", "json"):
@@ -205,14 +223,19 @@ def provision_node(
         if node_only:
             book.steps = book.node_steps
         join_host = _resolve_hosts([join], inv, overrides, mongod_port)[0] if join else None
+        password = _password(mongo_password_env)
+        if yes and book.replset_steps and password is None:
+            raise StepError("--yes with a replica-set step needs --mongo-password-env NAME: the environment variable "
+                            f"holding the password of the MongoDB admin user {mongo_user!r} (--mongo-user). The keyFile "
+                            "turns access control on; parsectl creates that user right after replSetInitiate, or "
+                            "logs in as it when the set already has users")
         key, key_note = _keyfile(keyfile, name, yes, join is not None)
-        password = os.environ.get(mongo_password_env) if mongo_password_env else None
     except (InventoryError, PlaybookError, StepError, SSHError) as exc:
         _fail(str(exc), 2)
         return
     opts = engine.Options(replset=name, apply=yes, join=join_host, move_existing_data=move_existing_data,
                           keyfile=key, log_dir=Path(log_dir), mongo_user=mongo_user, mongo_password=password,
-                          extra_vars=extra_vars,
+                          mongo_password_env=mongo_password_env, extra_vars=extra_vars,
                           progress=(lambda h, line: typer.echo(f"[{h}] {line}", err=True)) if yes and
                           output == "text" else (lambda h, line: None))
     reports = engine.provision(targets, book, opts)
@@ -247,10 +270,11 @@ class _Ctx:
             self.via = self.inv.hosts[0]
         else:
             raise InventoryError("give --via HOST (a member reachable over SSH) or --inventory FILE")
-        password = os.environ.get(mongo_password_env) if mongo_password_env else None
         self.opts = engine.Options(replset=self.inv.replset if self.inv and self.inv.replset else "",
                                    log_dir=Path(os.environ.get("PARSECTL_LOG_DIR", "parsectl-logs")),
-                                   mongo_user=mongo_user, mongo_password=password)
+                                   mongo_user=mongo_user or rs.DEFAULT_ADMIN_USER,
+                                   mongo_password=_password(mongo_password_env),
+                                   mongo_password_env=mongo_password_env)
 
     def host_for(self, member_host: str) -> Host:
         """The SSH host of a replica-set member: from the inventory, or the member's hostname with --via's SSH
@@ -305,8 +329,9 @@ _SUDO = typer.Option(None, "--sudo/--no-sudo")
 _KNOWN = typer.Option(None, "--known-hosts", help="known_hosts file.")
 _ACCEPT = typer.Option(False, "--accept-new-host-keys", help="Learn unknown host keys (changed keys are refused).")
 _PORT = typer.Option(None, "--mongod-port", help="mongod port (27017).")
-_MUSER = typer.Option(None, "--mongo-user")
-_MPASS = typer.Option(None, "--mongo-password-env")
+_MUSER = typer.Option(rs.DEFAULT_ADMIN_USER, "--mongo-user", help="MongoDB user (authSource admin).")
+_MPASS = typer.Option(None, "--mongo-password-env", metavar="NAME",
+                      help="Environment variable holding --mongo-user's password (needed once the set has users).")
 _STATE = typer.Option(None, "--state-dir", help="Where try/promote keep the previous priorities.")
 
 

@@ -47,8 +47,9 @@ class Options:
     move_existing_data: bool = False
     keyfile: bytes | None = None
     log_dir: Path = Path("parsectl-logs")
-    mongo_user: str | None = None
-    mongo_password: str | None = None
+    mongo_user: str = rs.DEFAULT_ADMIN_USER
+    mongo_password: str | None = None  # never logged or shown
+    mongo_password_env: str | None = None  # its source, for messages
     extra_vars: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str, str], None] = lambda host, line: None
 
@@ -107,28 +108,51 @@ def run_node(host: Host, playbook: Playbook, opts: Options) -> tuple[HostReport,
 
 
 class _Mongo:
-    """An Admin connection to a host's mongod through an SSH tunnel."""
+    """Admin connections to a host's mongod through one SSH tunnel.
 
-    def __init__(self, host: Host, opts: Options, session: Session | None = None) -> None:
-        self.host, self.opts = host, opts
+    ``with _Mongo(host, opts) as admin`` logs in with ``--mongo-user``/``--mongo-password-env`` when a password is
+    given (``auth=False``: never). ``connect(auth)`` opens another client on the same tunnel; all are closed on
+    exit. Connections through the tunnel come from the host's localhost, so the localhost exception applies to
+    the unauthenticated ones while the deployment has no users.
+    """
+
+    def __init__(self, host: Host, opts: Options, session: Session | None = None, auth: bool = True) -> None:
+        self.host, self.opts, self.auth = host, opts, auth
         self.session = session
         self._own = session is None
         self._tunnel: Any = None
+        self._clients: list[rs.Admin] = []
 
     def __enter__(self) -> rs.Admin:
         if self.session is None:
             self.session, _ = _open_session(self.host, self.opts.log_dir)
-        self._tunnel = self.session.tunnel("127.0.0.1", self.host.mongod_port)
-        port = self._tunnel.__enter__()
-        self.admin = rs.Admin.connect(port, label=f"{self.host.name} (mongod {self.host.member_host})",
-                                      username=self.opts.mongo_user, password=self.opts.mongo_password)
+        try:
+            self._tunnel = self.session.tunnel("127.0.0.1", self.host.mongod_port)
+            self.port = self._tunnel.__enter__()
+            self.admin = self.connect(self.auth)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self.admin
 
+    def connect(self, auth: bool = True) -> rs.Admin:
+        login = auth and self.opts.mongo_password is not None
+        admin = rs.Admin.connect(self.port, label=f"{self.host.name} (mongod {self.host.member_host})",
+                                 username=self.opts.mongo_user if login else None,
+                                 password=self.opts.mongo_password if login else None)
+        self._clients.append(admin)
+        return admin
+
     def __exit__(self, *exc: object) -> None:
-        self.admin.close()
-        self._tunnel.__exit__(None, None, None)
+        for client in self._clients:
+            client.close()
+        self._clients = []
+        if self._tunnel is not None:
+            self._tunnel.__exit__(None, None, None)
+            self._tunnel = None
         if self._own and self.session is not None:
             self.session.close()
+            self.session = None
 
 
 def run_replset(hosts: list[Host], runs: dict[str, HostRun], reports: dict[str, HostReport], playbook: Playbook,
@@ -151,8 +175,8 @@ def run_replset(hosts: list[Host], runs: dict[str, HostRun], reports: dict[str, 
                 _initiate(host, member, run, report, opts, progress)
             else:
                 if opts.join is None and reports[primary_host.name].error:
-                    raise StepError(f"the first host {primary_host.name} failed, so the set was not initiated; "
-                                    "fix it and re-run")
+                    raise StepError(f"the first host {primary_host.name} failed, so the set is not initiated (or its "
+                                    "admin user not confirmed); fix it and re-run")
                 _add(primary_host, host, member, fields, run, report, opts, progress)
         except (SSHError, StepError, rs.ReplSetError, PlaybookError) as exc:
             report.error, report.failed_step = str(exc), step.label
@@ -173,23 +197,47 @@ def _mongod_up(run: HostRun) -> bool:
     return run.apply or not any(c.step in ("packages", "service") for c in run.changes)
 
 
+def _user_change(host: Host, opts: Options) -> Change:
+    return Change("replset_user", f"create user {opts.mongo_user!r} (roles: "
+                  f"{', '.join(r['role'] for r in rs.ADMIN_ROLES)}) in admin on {host.member_host} through the "
+                  "localhost exception (createUser; password from "
+                  f"{('$' + opts.mongo_password_env) if opts.mongo_password_env else '--mongo-password-env'})")
+
+
 def _initiate(host: Host, member: dict[str, Any], run: HostRun, report: HostReport, opts: Options,
               progress: Callable[[str], None]) -> None:
+    """Initiate the set on the first host, then make sure the admin user exists (keyFile auth turns authorization
+    on; the localhost exception allows exactly these two bootstrap steps, through the tunnel, before any user
+    exists)."""
     if not _mongod_up(run):
         report.changes.append(Change("replset_member", f"initiate replica set {opts.replset} with {host.member_host} "
                                      "(replSetInitiate)"))
+        report.changes.append(_user_change(host, opts))
         return
-    with _Mongo(host, opts) as admin:
-        config = admin.get_config()
-        if config is not None:
-            rs.ensure_initiated(admin, opts.replset, host.member_host, member, progress)
-            return
-        change = Change("replset_member", f"initiate replica set {opts.replset} with {host.member_host} "
-                        "(replSetInitiate)", diff=None)
-        report.changes.append(change)
-        if opts.apply:
-            rs.ensure_initiated(admin, opts.replset, host.member_host, member, progress)
+    mongo = _Mongo(host, opts, auth=False)
+    with mongo as mongo_admin:
+        if rs.initiated_set(mongo_admin) is not None:
+            rs.ensure_initiated(mongo_admin, opts.replset, host.member_host, member, progress)
+        else:
+            change = Change("replset_member", f"initiate replica set {opts.replset} with {host.member_host} "
+                            "(replSetInitiate)", diff=None)
+            report.changes.append(change)
+            if not opts.apply:
+                report.changes.append(_user_change(host, opts))
+                return
+            rs.ensure_initiated(mongo_admin, opts.replset, host.member_host, member, progress)
             change.applied = True
+        action, _ = rs.ensure_admin_user(mongo_admin, lambda: mongo.connect(auth=True), opts.mongo_user,
+                                         opts.mongo_password, progress, apply=opts.apply,
+                                         password_source=_password_source(opts))
+        if action in ("created", "pending"):
+            change = _user_change(host, opts)
+            change.applied = action == "created"
+            report.changes.append(change)
+
+
+def _password_source(opts: Options) -> str:
+    return f"${opts.mongo_password_env}" if opts.mongo_password_env else "--mongo-password-env"
 
 
 def _add(primary: Host, host: Host, member: dict[str, Any], fields: dict[str, Any], run: HostRun,
@@ -199,17 +247,25 @@ def _add(primary: Host, host: Host, member: dict[str, Any], fields: dict[str, An
                                      f"through {primary.member_host} (replSetReconfig)".replace("  ", " ")))
         return
     try:
-        mongo = _Mongo(primary, opts)
-        admin = mongo.__enter__()
+        mongo = _Mongo(primary, opts, auth=False)
+        noauth = mongo.__enter__()
     except SSHError as exc:
         raise StepError(f"cannot reach the primary {primary.name} to add {host.member_host}: {exc}") from exc
     try:
+        pending = Change("replset_member", f"add {host.member_host} {member or ''} to {opts.replset} through "
+                         f"{primary.member_host} (replSetReconfig)".replace("  ", " "))
+        if rs.initiated_set(noauth) is None:
+            if not opts.apply and opts.join is None:
+                report.changes.append(pending)
+                return
+            raise StepError(f"{primary.name} has no replica-set config yet; initiate it (provision it first)")
+        admin = mongo.connect(auth=True)
+        if not opts.apply and (opts.mongo_password is None or not _can_log_in(admin)) \
+                and rs.localhost_exception_open(noauth):
+            report.changes.append(pending)  # the first host's plan creates the user; its config is unreadable now
+            return
         config = admin.get_config()
         if config is None:
-            if not opts.apply and opts.join is None:
-                report.changes.append(Change("replset_member", f"add {host.member_host} to {opts.replset} through "
-                                             f"{primary.member_host} (replSetReconfig)"))
-                return
             raise StepError(f"{primary.name} has no replica-set config yet; initiate it (provision it first)")
         if config.get("_id") != opts.replset:
             raise StepError(f"{primary.name} runs replica set {config.get('_id')!r}, not {opts.replset!r}")
@@ -237,6 +293,14 @@ def _add(primary: Host, host: Host, member: dict[str, Any], fields: dict[str, An
                              poll=float(fields.get("wait_poll_seconds", 2)), progress=progress)
     finally:
         mongo.__exit__(None, None, None)
+
+
+def _can_log_in(admin: rs.Admin) -> bool:
+    try:
+        rs.check_login(admin)
+    except rs.AuthError:
+        return False
+    return True
 
 
 def provision(hosts: list[Host], playbook: Playbook, opts: Options) -> list[HostReport]:

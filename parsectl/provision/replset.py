@@ -8,7 +8,15 @@ client connected (usually through an SSH tunnel) to one member with ``directConn
 - add: ``{replSetGetConfig: 1}`` -> copy ``.config``, append ``{_id: max+1, host, ...}``, ``version += 1`` ->
   ``{replSetReconfig: cfg, force: false, maxTimeMS}`` on the primary; one voting member per reconfig (4.4+);
 - wait: poll ``{replSetGetStatus: 1}`` until the member is SECONDARY (or ARBITER);
-- oplog window: first and last ``local.oplog.rs`` entries by ``$natural``; size from ``collStats``.
+- oplog window: first and last ``local.oplog.rs`` entries by ``$natural``; size from ``collStats``;
+- admin user (keyFile auth turns authorization on): right after the initiate, through the same tunnel while the
+  localhost exception applies, ``{createUser: USER, pwd, roles: [{role: "root", db: "admin"}]}`` on ``admin``;
+  once a user exists the exception is closed and every later command logs in as that user (SCRAM).
+
+Under the localhost exception an unauthenticated connection may only run ``hello``/``ping``, ``createUser`` on
+``admin``, and the cluster actions ``replSetConfigure`` (replSetInitiate/replSetReconfig) and
+``replSetGetStatus`` (MongoDB's ``AuthorizationSession::getDefaultPrivileges``): not ``replSetGetConfig``. So the
+initiate step decides with ``hello`` whether the set exists.
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ STEPPED_DOWN_CODES = {10107: "NotWritablePrimary", 189: "PrimarySteppedDown", 11
                       13435: "NotPrimaryNoSecondaryOk", 91: "ShutdownInProgress"}
 NOT_YET_INITIALIZED = 94
 ALREADY_INITIALIZED = 23
+UNAUTHORIZED = 13
+AUTHENTICATION_FAILED = 18
+USER_EXISTS = {51003, 11000}  # "User ... already exists" (4.x+: Location51003; older: DuplicateKey)
+# One user for every parsectl step: replSetReconfig (clusterAdmin), oplog reads on local and listDatabases
+# (status), and user administration. root holds all of them; see docs/provision.md for narrower roles.
+ADMIN_ROLES: tuple[dict[str, str], ...] = ({"role": "root", "db": "admin"},)
+DEFAULT_ADMIN_USER = "parsectl-admin"
 MEMBER_FIELDS = ("priority", "votes", "hidden", "arbiterOnly")
 
 
@@ -42,6 +57,10 @@ class SteppedDown(ReplSetError):
     pass
 
 
+class AuthError(ReplSetError):
+    """Unauthorized (13) or AuthenticationFailed (18)."""
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Pure: command documents
 
@@ -49,6 +68,21 @@ class SteppedDown(ReplSetError):
 def initiate_command(name: str, member_host: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     member = {"_id": 0, "host": member_host, **(fields or {})}
     return {"replSetInitiate": {"_id": name, "protocolVersion": 1, "members": [member]}}
+
+
+def create_user_command(user: str, password: str,
+                        roles: tuple[dict[str, str], ...] = ADMIN_ROLES) -> dict[str, Any]:
+    """``{createUser, pwd, roles}`` on ``admin`` (the server hashes the password: SCRAM-SHA-1/256 credentials)."""
+    return {"createUser": user, "pwd": password, "roles": [dict(r) for r in roles]}
+
+
+def redacted(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy safe to keep or log: passwords replaced."""
+    out = copy.deepcopy(doc)
+    for key in ("pwd", "password"):
+        if key in out:
+            out[key] = "<redacted>"
+    return out
 
 
 def find_member(config: dict[str, Any], member_host: str) -> dict[str, Any] | None:
@@ -130,10 +164,11 @@ def oplog_advice(window_hours: float | None, oplog_size_mb: float | None, data_b
 class Admin:
     """Commands to one member. ``send(doc, db)`` may be replaced (tests record the documents)."""
 
-    def __init__(self, client: Any, label: str = "") -> None:
+    def __init__(self, client: Any, label: str = "", username: str | None = None) -> None:
         self.client = client
         self.label = label
-        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.username = username
+        self.sent: list[tuple[str, dict[str, Any]]] = []  # passwords redacted
 
     @classmethod
     def connect(cls, port: int, *, host: str = "127.0.0.1", label: str = "", username: str | None = None,
@@ -142,9 +177,11 @@ class Admin:
 
         options: dict[str, Any] = {"directConnection": True, "serverSelectionTimeoutMS": timeout_ms,
                                    "connectTimeoutMS": timeout_ms}
-        if username:
+        if username and password is not None:
             options.update(username=username, password=password, authSource="admin")
-        return cls(MongoClient(host, port, **options), label or f"{host}:{port}")
+        else:
+            username = None
+        return cls(MongoClient(host, port, **options), label or f"{host}:{port}", username)
 
     def close(self) -> None:
         self.client.close()
@@ -152,11 +189,20 @@ class Admin:
     def command(self, doc: dict[str, Any], db: str = "admin") -> dict[str, Any]:
         from pymongo.errors import AutoReconnect, OperationFailure, PyMongoError
 
-        self.sent.append((db, copy.deepcopy(doc)))
+        self.sent.append((db, redacted(doc)))
         try:
             return dict(self.client[db].command(doc))
         except OperationFailure as exc:
             code = exc.code or 0
+            if code == AUTHENTICATION_FAILED:
+                raise AuthError(f"{self.label}: authentication as {self.username!r} (authSource admin) failed: wrong "
+                                "password, or no such user") from exc
+            if code == UNAUTHORIZED:
+                if self.username:
+                    raise AuthError(f"{self.label}: user {self.username!r} is not authorized for {next(iter(doc))}; "
+                                    "it needs the root role (or clusterAdmin)") from exc
+                raise AuthError(f"{self.label}: {next(iter(doc))} requires authentication (access control is on): "
+                                "give --mongo-user and --mongo-password-env NAME") from exc
             if code in STEPPED_DOWN_CODES:
                 raise SteppedDown(f"{self.label}: {STEPPED_DOWN_CODES[code]} ({code}) during {next(iter(doc))}: "
                                   "the primary stepped down mid-operation. Nothing was half-applied; re-run the "
@@ -231,25 +277,121 @@ def require_primary(admin: Admin) -> dict[str, Any]:
     return hello
 
 
+def initiated_set(admin: Admin) -> str | None:
+    """The set name from ``hello`` (allowed without authentication), or None before replSetInitiate."""
+    return admin.hello().get("setName")
+
+
 def ensure_initiated(admin: Admin, name: str, member_host: str, fields: dict[str, Any],
                      log: Callable[[str], None], wait_seconds: float = 60) -> bool:
-    config = admin.get_config()
-    if config is not None:
-        if config.get("_id") != name:
-            raise ReplSetError(f"{admin.label} already belongs to replica set {config.get('_id')!r}, not {name!r}")
-        if find_member(config, member_host) is None:
-            raise ReplSetError(f"{admin.label} is initiated without {member_host} in its config; check member_host")
+    """Initiate unless ``hello`` shows a set; works unauthenticated under the localhost exception."""
+    hello = admin.hello()
+    set_name = hello.get("setName")
+    if set_name is not None:
+        if set_name != name:
+            raise ReplSetError(f"{admin.label} already belongs to replica set {set_name!r}, not {name!r}")
+        me = hello.get("me")
+        if me is not None and str(me).lower() != member_host.lower():
+            raise ReplSetError(f"{admin.label} is a member of {name} as {me}, not {member_host}; check member_host")
         log(f"replica set {name} already initiated")
         return False
-    admin.command(initiate_command(name, member_host, fields))
+    try:
+        admin.command(initiate_command(name, member_host, fields))
+    except ReplSetError as exc:
+        cause = exc.__cause__
+        if not (getattr(cause, "code", None) == ALREADY_INITIALIZED):
+            raise
     log(f"replSetInitiate {name} with {member_host}")
+    wait_for_writable_primary(admin, wait_seconds, "after replSetInitiate")
+    return True
+
+
+def wait_for_writable_primary(admin: Admin, wait_seconds: float, why: str) -> None:
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         hello = admin.hello()
         if hello.get("isWritablePrimary") or hello.get("ismaster"):
-            return True
+            return
         time.sleep(0.5)
-    raise ReplSetError(f"{admin.label} did not become primary within {wait_seconds:g} s after replSetInitiate")
+    raise ReplSetError(f"{admin.label} did not become primary within {wait_seconds:g} s {why}")
+
+
+def _code(exc: BaseException) -> int | None:
+    return getattr(exc.__cause__, "code", None)
+
+
+def localhost_exception_open(noauth: Admin) -> bool:
+    """True while the deployment has no users and this (localhost) connection may bootstrap it: an
+    unauthenticated ``replSetGetStatus`` passes the authorization check only then (it may still fail with
+    NotYetInitialized, which is past the check)."""
+    try:
+        noauth.command({"replSetGetStatus": 1})
+    except AuthError:
+        return False
+    except ReplSetError:
+        return True
+    return True
+
+
+def check_login(admin: Admin) -> None:
+    """Log in (pymongo authenticates each connection) and confirm the server sees the user."""
+    status = admin.command({"connectionStatus": 1})
+    users = [u.get("user") for u in (status.get("authInfo") or {}).get("authenticatedUsers", [])]
+    if admin.username not in users:
+        raise AuthError(f"{admin.label}: logged in, but the server does not list {admin.username!r} as authenticated")
+
+
+def ensure_admin_user(noauth: Admin, login: Callable[[], Admin], user: str, password: str | None,
+                      log: Callable[[str], None], *, apply: bool, password_source: str = "--mongo-password-env",
+                      ) -> tuple[str, Admin | None]:
+    """The admin user every later step logs in as. Returns (action, an authenticated Admin or None):
+
+    - ``created``: createUser through the localhost exception (the deployment had no users);
+    - ``exists``: the exception is closed (users exist) and logging in with the given credentials works;
+    - ``pending`` (plan only): the exception is open, so apply would create the user.
+
+    Raises AuthError when the exception is closed and the credentials do not work.
+    """
+    if not apply:
+        if password is not None:
+            admin = login()
+            try:
+                check_login(admin)
+                return "exists", admin
+            except AuthError:
+                if not localhost_exception_open(noauth):
+                    raise
+            return "pending", None
+        if localhost_exception_open(noauth):
+            return "pending", None
+        raise AuthError(f"{noauth.label}: the deployment already has users, so the plan needs their credentials: "
+                        "give --mongo-user and --mongo-password-env NAME")
+    if password is None:
+        raise AuthError(f"{noauth.label}: access control is on: give {password_source} NAME (the environment "
+                        f"variable holding the password of {user!r}, created now if the deployment has no users)")
+    action = "created"
+    try:
+        noauth.command(create_user_command(user, password))
+        log(f"created user {user!r} (roles: {', '.join(r['role'] for r in ADMIN_ROLES)}) in admin through the "
+            "localhost exception")
+    except AuthError:
+        action = "exists"  # the localhost exception is closed: users exist
+    except ReplSetError as exc:
+        if _code(exc) not in USER_EXISTS:
+            raise
+        action = "exists"
+    admin = login()
+    try:
+        check_login(admin)
+    except AuthError as exc:
+        if action == "created":
+            raise
+        raise AuthError(f"{noauth.label}: the localhost exception is closed (the deployment already has users) and "
+                        f"logging in as {user!r} failed: check --mongo-user and the password in {password_source}, "
+                        f"or create {user!r} with the root (or clusterAdmin) role. ({exc})") from exc
+    if action == "exists":
+        log(f"logged in as {user!r} (the deployment already has users)")
+    return action, admin
 
 
 def plan_member(admin: Admin, member_host: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:

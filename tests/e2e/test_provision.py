@@ -9,6 +9,7 @@ trees, /proc/sys is read-only there and /sys is absent.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 from pathlib import Path
 
@@ -67,9 +68,15 @@ def inventory(lab, hosts=None, **extra) -> Path:
     return path
 
 
-def cli(lab, *args: str):
+# The admin user's password reaches parsectl only through this environment variable (--mongo-password-env).
+PW_ENV = "PARSECTL_E2E_MONGO_PASSWORD"
+PASSWORD = "e2e-" + secrets.token_urlsafe(12)
+PW = ("--mongo-password-env", PW_ENV)
+
+
+def cli(lab, *args: str, password: str = PASSWORD):
     runner = CliRunner()
-    return runner.invoke(app, list(args), env={"PARSECTL_LOG_DIR": str(lab["work"] / "logs")},
+    return runner.invoke(app, list(args), env={"PARSECTL_LOG_DIR": str(lab["work"] / "logs"), PW_ENV: password},
                          catch_exceptions=False)
 
 
@@ -129,6 +136,11 @@ def check_replset_commands(received: list[dict]) -> dict[str, int]:
             assert doc["force"] is False and isinstance(doc["maxTimeMS"], int)
             check_config_document(doc["replSetReconfig"])
             assert "term" not in doc["replSetReconfig"]
+        elif name == "createUser":
+            # {createUser: <name>, pwd: <cleartext>, roles: [{role, db}]} on admin (the fake logs pwd redacted)
+            assert db == "admin" and set(doc) <= {"createUser", "pwd", "roles", "mechanisms", "writeConcern"}
+            assert doc["pwd"] == "<redacted>" and isinstance(doc["createUser"], str)
+            assert doc["roles"] and all(set(r) == {"role", "db"} for r in doc["roles"])
         elif name in ("replSetGetConfig", "replSetGetStatus"):
             assert db == "admin" and doc[name] == 1
         elif name == "find":
@@ -137,6 +149,19 @@ def check_replset_commands(received: list[dict]) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+def _no_password_anywhere(lab, *texts: str) -> None:
+    """The password is in no output, no parsectl log and none of the hosts' mongod logs or state."""
+    for text in texts:
+        assert PASSWORD not in text
+    for log in (lab["work"] / "logs").glob("*"):
+        assert PASSWORD not in log.read_text(errors="replace"), log
+    for host in lab["hosts"]:
+        with ssh(lab, host) as s:
+            dump = s.run("cat /var/log/mongodb/* /var/lib/mongodb/parsectl-fake-state.json 2>/dev/null", sudo=True,
+                         check=False).stdout
+        assert dump and PASSWORD not in dump
 
 
 def test_plan_apply_reapply_three_hosts(lab):
@@ -157,55 +182,101 @@ def test_plan_apply_reapply_three_hosts(lab):
         assert not any(c["applied"] for c in host["changes"])
         key_change = next(c for c in host["changes"] if c["step"] == "keyfile")
         assert "content not shown" in key_change["diff"]
+    # the first host initiates the set, then creates the admin user through the localhost exception
+    db1_steps = [c["step"] for c in report["hosts"][0]["changes"]]
+    assert db1_steps[-2:] == ["replset_member", "replset_user"]
+    assert "create user 'parsectl-admin'" in report["hosts"][0]["changes"][-1]["description"]
     with ssh(lab, lab["hosts"][0]) as s:
         assert s.get("/etc/mongod.conf") is None  # plan changed nothing
 
-    # apply
-    applied = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), "--yes")
+    # apply without a password source: refused before anything runs
+    nopw = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), "--yes")
+    assert nopw.exit_code == 2 and "needs --mongo-password-env NAME" in nopw.output, nopw.output
+    unset = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), "--yes",
+                "--mongo-password-env", "PARSECTL_E2E_UNSET_VARIABLE")
+    assert unset.exit_code == 2 and "PARSECTL_E2E_UNSET_VARIABLE is not set" in unset.output
+
+    # apply: keyFile auth on three hosts; initiate, createUser (localhost exception), then add db2 and db3
+    # logged in as that user (the stand-in mongod refuses replSetGetConfig/replSetReconfig without it)
+    applied = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), *PW, "--yes")
     assert applied.exit_code == 0, applied.output
     assert "FAILED" not in applied.output
+    assert "created user 'parsectl-admin' (roles: root) in admin through the localhost exception" in applied.output
     with ssh(lab, lab["hosts"][1]) as s:
         conf_text = s.get("/etc/mongod.conf", sudo=True).decode()
         assert "replSetName: rs0" in conf_text and "keyFile: /etc/mongodb/keyfile" in conf_text
+        assert "authorization: enabled" in conf_text
         assert s.run("stat -c '%a %U' /etc/mongodb/keyfile", sudo=True).stdout.strip() == "400 mongodb"
         assert s.run("dpkg-query -W -f='${Status}' percona-server-mongodb").stdout == "install ok installed"
         assert s.run("/etc/init.d/mongod status", sudo=True, check=False).exit_code == 0
         assert s.get("/etc/sysctl.d/60-parsectl-mongodb.conf") is not None
+        # the user reached the other members with the config (as replication of admin.system.users would)
+        state = json_util.loads(s.get("/var/lib/mongodb/parsectl-fake-state.json", sudo=True).decode())
+        assert list(state["users"]) == ["admin.parsectl-admin"]
+        assert state["users"]["admin.parsectl-admin"]["roles"] == [{"role": "root", "db": "admin"}]
+    counts = check_replset_commands(commands_received(lab, lab["hosts"][0]))
+    assert counts["replSetInitiate"] == 1 and counts["createUser"] == 1 and counts["replSetReconfig"] == 2
+    order = [next(iter(e["cmd"])) for e in commands_received(lab, lab["hosts"][0])]
+    assert order.index("replSetInitiate") < order.index("createUser") < order.index("replSetReconfig")
+    assert order.index("createUser") < order.index("saslStart")
 
-    # re-apply: nothing to do
-    again = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), "--output", "json")
+    # re-apply: nothing to do (plan and apply), logging in as the existing user
+    again = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), *PW,
+                "--output", "json")
     assert again.exit_code == 0, again.output
     assert all(h["changes"] == [] for h in json.loads(again.output)["hosts"]), again.output
-    again_apply = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), "--yes",
+    again_apply = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), *PW, "--yes",
                       "--output", "json")
     assert again_apply.exit_code == 0 and all(h["changes"] == [] for h in json.loads(again_apply.output)["hosts"])
+    assert check_replset_commands(commands_received(lab, lab["hosts"][0]))["createUser"] == 2  # the re-run's was refused: users exist
+
+    # a wrong password: the localhost exception is closed, the login fails; clear error, exit 1, nothing changed
+    wrong = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), *PW, "--yes",
+                "--output", "json", password="not-the-password")
+    assert wrong.exit_code == 1, wrong.output
+    hosts = {h["host"]: h for h in json.loads(wrong.output)["hosts"]}
+    assert "the localhost exception is closed" in hosts["db1"]["error"]
+    assert "logging in as 'parsectl-admin' failed" in hosts["db1"]["error"]
+    assert f"${PW_ENV}" in hosts["db1"]["error"] and "not-the-password" not in wrong.output
+    assert "db1 failed" in hosts["db2"]["error"]
+    assert all(not c["applied"] for h in hosts.values() for c in h["changes"])
+    wrong_plan = cli(lab, "provision-node", "--inventory", str(inv), "--keyfile", str(_keyfile(lab)), *PW,
+                     password="not-the-password")
+    assert wrong_plan.exit_code == 1 and "authentication as 'parsectl-admin'" in wrong_plan.output
 
     # the replica set: status through SSH, and the commands the primary received match the documented formats
-    status = cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json")
+    status = cli(lab, "replset", "status", "--inventory", str(inv), *PW, "--output", "json")
     assert status.exit_code == 0, status.output
     summary = json.loads(status.output)
     assert summary["set"] == "rs0"
     assert sorted(m["state"] for m in summary["members"]) == ["PRIMARY", "SECONDARY", "SECONDARY"]
     assert summary["warning"] is None and summary["oplog_window_hours"] == pytest.approx(48, abs=0.1)
+    unauth = cli(lab, "replset", "status", "--inventory", str(inv))
+    assert unauth.exit_code == 1 and "requires authentication" in unauth.output, unauth.output
+    bad = cli(lab, "replset", "status", "--inventory", str(inv), *PW, password="nope-nope")
+    assert bad.exit_code == 1 and "authentication as 'parsectl-admin' (authSource admin) failed" in bad.output
     counts = check_replset_commands(commands_received(lab, lab["hosts"][0]))
     assert counts["replSetInitiate"] == 1 and counts["replSetReconfig"] == 2
+    _no_password_anywhere(lab, plan.output, applied.output, again.output, again_apply.output, status.output)
 
 
 def test_try_promote_revert(lab):
     inv = inventory(lab)
-    status = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json").output)
+    status = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), *PW, "--output", "json").output)
     if len(status["members"]) < 3:
         pytest.skip("needs the set from test_plan_apply_reapply_three_hosts")
     state = lab["work"] / "state"
     db3 = lab["hosts"][2]
-    promoted = cli(lab, "replset", "promote", "db3", "--inventory", str(inv), "--state-dir", str(state), "--timeout", "20")
+    promoted = cli(lab, "replset", "promote", "db3", "--inventory", str(inv), *PW, "--state-dir", str(state),
+                   "--timeout", "20")
     assert promoted.exit_code == 0, promoted.output
-    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json").output)
+    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), *PW, "--output", "json").output)
     primary = next(m for m in summary["members"] if m["state"] == "PRIMARY")
     assert primary["name"] == f"127.0.0.1:{db3.mongod_port}" and primary["priority"] == 2
-    reverted = cli(lab, "replset", "revert", "--inventory", str(inv), "--state-dir", str(state), "--timeout", "20")
+    reverted = cli(lab, "replset", "revert", "--inventory", str(inv), *PW, "--state-dir", str(state),
+                   "--timeout", "20")
     assert reverted.exit_code == 0, reverted.output
-    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json").output)
+    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), *PW, "--output", "json").output)
     assert [m["priority"] for m in summary["members"]] == [1, 1, 1]
     assert next(m for m in summary["members"] if m["state"] == "PRIMARY")["name"] == \
         f"127.0.0.1:{lab['hosts'][0].mongod_port}"
@@ -241,7 +312,7 @@ def test_dbpath_with_other_engine_data_is_refused_then_moved(lab, fresh_host):
     fresh_host.start()
     inv = inventory(lab, [fresh_host], replset="rsrocks")
     args = ["provision-node", "--inventory", str(inv), "--replset", "rsrocks", "--playbook", "mongorocks",
-            "--var", "supported={debian: [bookworm]}", "--keyfile", str(_keyfile(lab)), "--yes"]
+            "--var", "supported={debian: [bookworm]}", "--keyfile", str(_keyfile(lab)), *PW, "--yes"]
     refused = cli(lab, *args)
     assert refused.exit_code == 1
     assert "holds wiredTiger data files" in refused.output and "--move-existing-data" in refused.output, \
@@ -337,14 +408,14 @@ def test_join_when_primary_steps_down_mid_reconfig_then_rerun(lab, fresh_host):
             pytest.skip("needs the set from test_plan_apply_reapply_three_hosts")
         s.put("/var/lib/mongodb/fail-next-reconfig", b"", owner="mongodb:mongodb", sudo=True)
     args = ["provision-node", "fresh", "--inventory", str(inv), "--join", "db1", "--keyfile", str(_keyfile(lab)),
-            "--yes", "--output", "json"]
+            *PW, "--yes", "--output", "json"]
     failed = cli(lab, *args)
     assert failed.exit_code == 1
     report = json.loads(failed.output)["hosts"][0]
     assert "PrimarySteppedDown" in report["error"] and "re-run the same command" in report["error"]
     rerun = cli(lab, *args)
     assert rerun.exit_code == 0, rerun.output
-    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), "--output", "json").output)
+    summary = json.loads(cli(lab, "replset", "status", "--inventory", str(inv), *PW, "--output", "json").output)
     assert f"127.0.0.1:{fresh_host.mongod_port}" in [m["name"] for m in summary["members"]]
     check_replset_commands(commands_received(lab, db1))
 

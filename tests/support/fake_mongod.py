@@ -14,15 +14,44 @@ unique member _ids and hosts, primary only) and records every command it receive
 /var/log/mongodb/fake-commands.jsonl so the tests can check the documents. A file ``fail-next-reconfig`` in
 dbPath makes the next replSetReconfig fail with PrimarySteppedDown (189), as a primary stepping down would.
 
+Access control, as a real mongod with ``security.keyFile`` (which implies it) or ``security.authorization:
+enabled``:
+
+- the keyFile must be readable and not group/world-accessible, else the fake exits at start-up, as mongod does;
+- users live in the replicated state (``createUser`` on the primary, shared with the members like the config),
+  with SCRAM-SHA-256 credentials only (salt, iterations 15000, StoredKey, ServerKey; never the password);
+- ``saslStart``/``saslContinue`` run a real SCRAM-SHA-256 exchange (RFC 5802/7677): the client proof is checked
+  against StoredKey and the ServerSignature returned, so a wrong password fails with AuthenticationFailed (18).
+  SCRAM-SHA-1 and speculative authentication are not offered (``hello`` lists only SCRAM-SHA-256 in
+  ``saslSupportedMechs``, for existing users), so drivers hold a plain SCRAM-SHA-256 conversation; any other
+  mechanism, or an unknown user, fails with AuthenticationFailed (18);
+- without authentication a connection may run ``hello``/``isMaster``, ``ping``, ``buildInfo``, ``saslStart``,
+  ``saslContinue``, ``connectionStatus``, ``endSessions`` and ``logout``; while there are no users and the peer
+  is on loopback (the localhost exception) also ``createUser``/``grantRolesToUser`` on ``admin``,
+  ``replSetInitiate``, ``replSetReconfig`` and ``replSetGetStatus`` (MongoDB's default privileges under the
+  exception: createUser, grantRole, replSetConfigure, replSetGetStatus). ``replSetGetConfig`` and everything
+  else fails with Unauthorized (13), "command X requires authentication". The exception closes as soon as a
+  user exists, on every connection;
+- simplification: an authenticated user may run every command (roles are stored and shown by ``usersInfo``,
+  not enforced); ``createUser`` of an existing user fails with 51003;
+- the members' internal state push (below) carries a hash of the keyFile and is refused without the same one,
+  standing in for keyFile internal authentication;
+- the command log never holds passwords: ``pwd`` and SASL payloads are redacted, as mongod redacts its logs.
+
 Reads /etc/mongod.conf (YAML): net.port, net.bindIp, storage.dbPath/engine, replication.replSetName,
-systemLog.path. Writes the engine's marker files into dbPath (WiredTiger / db/CURRENT) like a real mongod.
+systemLog.path, security.keyFile/authorization. Writes the engine's marker files into dbPath (WiredTiger /
+db/CURRENT) like a real mongod.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import socketserver
 import struct
@@ -50,8 +79,12 @@ SET_NAME = (CONF.get("replication") or {}).get("replSetName")
 LOG = (CONF.get("systemLog") or {}).get("path", "/var/log/mongodb/mongod.log")
 CMDLOG = os.path.join(os.path.dirname(LOG), "fake-commands.jsonl")
 STATE_FILE = os.path.join(DBPATH, "parsectl-fake-state.json")
+SECURITY = CONF.get("security") or {}
+KEYFILE = SECURITY.get("keyFile")
+AUTH = bool(KEYFILE) or SECURITY.get("authorization") == "enabled"
 START = time.time()
 LOCK = threading.RLock()
+SCRAM_ITERATIONS = 15000
 
 
 def log(line: str) -> None:
@@ -64,7 +97,7 @@ def load_state() -> dict:
         with open(STATE_FILE) as fh:
             return json_util.loads(fh.read())
     except FileNotFoundError:
-        return {"config": None, "primary": None, "added": {}}
+        return {"config": None, "primary": None, "added": {}, "users": {}}
 
 
 def save_state() -> None:
@@ -115,8 +148,8 @@ def member_state(m: dict, now: float) -> int:
 
 def push_config() -> None:
     """Share config and primary with the other members (what heartbeats do)."""
-    body = {"_parsectlFakeSync": 1, "state": json.loads(json_util.dumps(STATE))}
-    for m in STATE["config"]["members"]:
+    body = {"_parsectlFakeSync": 1, "state": json.loads(json_util.dumps(STATE)), "key": KEY_HASH}
+    for m in (STATE.get("config") or {}).get("members", []):
         if m["host"] == me():
             continue
         try:
@@ -167,6 +200,147 @@ def validate_config(cfg: dict) -> dict | None:
     return None
 
 
+# --- access control ---------------------------------------------------------------------------------------
+
+KEY_HASH = ""
+OPEN_COMMANDS = {"hello", "ismaster", "ping", "buildinfo", "saslstart", "saslcontinue", "connectionstatus",
+                 "endsessions", "logout", "_parsectlfakesync"}
+# MongoDB's default privileges under the localhost exception (AuthorizationSession::getDefaultPrivileges):
+# createUser/grantRole on admin, replSetConfigure (initiate, reconfig) and replSetGetStatus on the cluster.
+LOCALHOST_EXCEPTION = {"createuser", "grantrolestouser", "replsetinitiate", "replsetreconfig", "replsetgetstatus"}
+
+
+def read_keyfile() -> str:
+    try:
+        mode = os.stat(KEYFILE).st_mode
+        with open(KEYFILE, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        sys.exit(f"error opening file: {KEYFILE}: {exc.strerror}")
+    if mode & 0o077:
+        sys.exit(f"permissions on {KEYFILE} are too open")
+    key = b"".join(data.split())
+    if not 6 <= len(key) <= 1024:
+        sys.exit(f"{KEYFILE}: the key length must be between 6 and 1024 characters")
+    return hashlib.sha256(key).hexdigest()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def scram_credentials(password: str) -> dict:
+    salt = secrets.token_bytes(28)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    return {"iterationCount": SCRAM_ITERATIONS, "salt": b64(salt),
+            "storedKey": b64(hashlib.sha256(client_key).digest()),
+            "serverKey": b64(hmac.digest(salted, b"Server Key", "sha256"))}
+
+
+def parse_scram(payload: bytes) -> dict[str, str]:
+    out = {}
+    for part in payload.decode().split(","):
+        if len(part) > 1 and part[1] == "=":
+            out[part[0]] = part[2:]
+    return out
+
+
+def auth_failed() -> dict:
+    return err(18, "AuthenticationFailed", "Authentication failed.")
+
+
+def sasl_start(db: str, doc: dict, conn: dict) -> dict:
+    if doc.get("mechanism") != "SCRAM-SHA-256":  # users here have SCRAM-SHA-256 credentials only
+        log(f"Authentication failed: mechanism {doc.get('mechanism')} (users have SCRAM-SHA-256 credentials only)")
+        return auth_failed()
+    payload = bytes(doc.get("payload") or b"")
+    if not payload.startswith(b"n,,"):
+        return err(17, "ProtocolError", "SCRAM: bad client-first message")
+    bare = payload[3:]
+    fields = parse_scram(bare)
+    user = fields.get("n", "").replace("=2C", ",").replace("=3D", "=")
+    record = STATE.get("users", {}).get(f"{db}.{user}")
+    if record is None or "r" not in fields:
+        log(f"Authentication failed: UserNotFound {user}@{db}")
+        return auth_failed()
+    creds = record["credentials"]["SCRAM-SHA-256"]
+    nonce = fields["r"] + b64(secrets.token_bytes(24))
+    server_first = f"r={nonce},s={creds['salt']},i={creds['iterationCount']}".encode()
+    conn["sasl"] = {"user": user, "db": db, "bare": bare, "server_first": server_first, "nonce": nonce,
+                    "creds": creds, "step": 1}
+    return {"conversationId": 1, "done": False, "payload": server_first, "ok": 1.0}
+
+
+def sasl_continue(doc: dict, conn: dict) -> dict:
+    state = conn.get("sasl")
+    if not state:
+        return err(17, "ProtocolError", "No SASL session state found")
+    if state["step"] == 2:  # the empty closing round (drivers without skipEmptyExchange)
+        conn["sasl"] = None
+        return {"conversationId": 1, "done": True, "payload": b"", "ok": 1.0}
+    final = bytes(doc.get("payload") or b"")
+    fields = parse_scram(final)
+    without_proof = final.rsplit(b",p=", 1)[0]
+    if fields.get("r") != state["nonce"] or fields.get("c") != "biws" or "p" not in fields:
+        conn["sasl"] = None
+        return auth_failed()
+    message = b",".join((state["bare"], state["server_first"], without_proof))
+    creds = state["creds"]
+    stored_key = base64.b64decode(creds["storedKey"])
+    signature = hmac.digest(stored_key, message, "sha256")
+    client_key = bytes(a ^ b for a, b in zip(base64.b64decode(fields["p"]), signature, strict=False))
+    if not hmac.compare_digest(hashlib.sha256(client_key).digest(), stored_key):
+        conn["sasl"] = None
+        log(f"Authentication failed: {state['user']}@{state['db']}: AuthenticationFailed (wrong password)")
+        return auth_failed()
+    conn["user"] = {"user": state["user"], "db": state["db"]}
+    server_sig = hmac.digest(base64.b64decode(creds["serverKey"]), message, "sha256")
+    log(f"Successfully authenticated as principal {state['user']} on {state['db']}")
+    skip = bool((doc.get("options") or {}).get("skipEmptyExchange"))
+    state["step"] = 2
+    if skip:
+        conn["sasl"] = None
+    return {"conversationId": 1, "done": skip, "payload": b"v=" + b64(server_sig).encode(), "ok": 1.0}
+
+
+def authorized(lname: str, db: str, conn: dict) -> bool:
+    if not AUTH or lname in OPEN_COMMANDS or conn.get("user"):
+        return True
+    exception = not STATE.get("users") and conn.get("local", False)
+    return exception and lname in LOCALHOST_EXCEPTION and (db == "admin" or not lname.endswith("user"))
+
+
+def create_user(db: str, doc: dict) -> dict:
+    name = doc["createUser"]
+    if not isinstance(name, str) or not name:
+        return err(2, "BadValue", "createUser: the user name must be a non-empty string")
+    if not isinstance(doc.get("pwd"), str) or not doc["pwd"]:
+        return err(2, "BadValue", "createUser: pwd must be a non-empty string")
+    if SET_NAME is not None and STATE.get("primary") != me():
+        return err(10107, "NotWritablePrimary", "not primary")
+    key = f"{db}.{name}"
+    users = STATE.setdefault("users", {})
+    if key in users:
+        return err(51003, "Location51003", f"User \"{name}@{db}\" already exists")
+    roles = [r if isinstance(r, dict) else {"role": r, "db": db} for r in doc.get("roles", [])]
+    users[key] = {"_id": key, "user": name, "db": db, "roles": roles,
+                  "credentials": {"SCRAM-SHA-256": scram_credentials(doc["pwd"])}}
+    save_state()
+    log(f"Created user {name}@{db} with roles {roles}")
+    if STATE.get("config"):
+        threading.Thread(target=push_config, daemon=True).start()
+    return {"ok": 1.0}
+
+
+def redact(doc: dict) -> dict:
+    out = {k: v for k, v in doc.items() if k not in ("$db", "lsid", "speculativeAuthenticate")}
+    for key in ("pwd", "payload"):
+        if key in out:
+            out[key] = "<redacted>"
+    return out
+
+
 def hello() -> dict:
     cfg = STATE.get("config")
     now = dt.datetime.now(dt.UTC)
@@ -185,16 +359,40 @@ def hello() -> dict:
             "primary": STATE.get("primary"), "me": mine, **base}
 
 
-def command(db: str, doc: dict) -> dict:
+def command(db: str, doc: dict, conn: dict | None = None) -> dict:
+    conn = conn if conn is not None else {"local": True}
     name = next(iter(doc))
     if name != "_parsectlFakeSync":
         with open(CMDLOG, "a") as fh:
-            fh.write(json_util.dumps({"db": db, "cmd": {k: v for k, v in doc.items() if k not in ("$db", "lsid")}})
-                     + "\n")
+            fh.write(json_util.dumps({"db": db, "cmd": redact(doc)}) + "\n")
     lname = name.lower()
     with LOCK:
+        if not authorized(lname, db, conn):
+            return err(13, "Unauthorized", f"command {name} requires authentication")
         if lname in ("hello", "ismaster"):
-            return hello()
+            reply = hello()
+            mechs_for = doc.get("saslSupportedMechs")
+            if AUTH and isinstance(mechs_for, str) and mechs_for in STATE.get("users", {}):
+                reply["saslSupportedMechs"] = ["SCRAM-SHA-256"]
+            return reply
+        if lname == "saslstart":
+            return sasl_start(db, doc, conn)
+        if lname == "saslcontinue":
+            return sasl_continue(doc, conn)
+        if lname == "connectionstatus":
+            user = conn.get("user")
+            roles = STATE.get("users", {}).get(f"{user['db']}.{user['user']}", {}).get("roles", []) if user else []
+            return {"authInfo": {"authenticatedUsers": [user] if user else [],
+                                 "authenticatedUserRoles": roles}, "ok": 1.0}
+        if lname == "logout":
+            conn["user"] = None
+            return {"ok": 1.0}
+        if lname == "createuser":
+            return create_user(db, doc)
+        if lname == "usersinfo":
+            users = [{k: v for k, v in u.items() if k != "credentials"} | {"mechanisms": ["SCRAM-SHA-256"]}
+                     for u in STATE.get("users", {}).values() if u["db"] == db]
+            return {"users": users, "ok": 1.0}
         if lname == "ping":
             return {"ok": 1.0}
         if lname == "buildinfo":
@@ -203,6 +401,9 @@ def command(db: str, doc: dict) -> dict:
         if lname in ("endsessions", "getfreemonitoringstatus"):
             return {"ok": 1.0}
         if name == "_parsectlFakeSync":
+            if AUTH and doc.get("key") != KEY_HASH:
+                log("internal authentication failed: the member pushing its state has another keyFile")
+                return err(18, "AuthenticationFailed", "Authentication failed.")
             STATE.update(doc["state"])
             save_state()
             return {"ok": 1.0}
@@ -328,6 +529,8 @@ class Handler(socketserver.BaseRequestHandler):
         return data
 
     def handle(self) -> None:
+        peer = self.client_address[0]
+        conn = {"user": None, "sasl": None, "local": peer.startswith("127.") or peer in ("::1", "::ffff:127.0.0.1")}
         try:
             while True:
                 length, request_id, _to, op = struct.unpack("<iiii", self.recv_exact(16))
@@ -342,7 +545,7 @@ class Handler(socketserver.BaseRequestHandler):
                             pos += size + 1
                         else:  # a kind-1 document sequence: not used by these commands
                             break
-                    reply = command(doc.get("$db", "admin"), doc)
+                    reply = command(doc.get("$db", "admin"), doc, conn)
                     payload = struct.pack("<I", 0) + b"\x00" + bson.encode(reply)
                     self.request.sendall(struct.pack("<iiii", 16 + len(payload), request_id + 1000, request_id,
                                                      2013) + payload)
@@ -355,7 +558,7 @@ class Handler(socketserver.BaseRequestHandler):
                     doc = bson.decode(body[pos:pos + size], OPTS)
                     if "$query" in doc:
                         doc = doc["$query"]
-                    reply = command(collection.split(".")[0], doc)
+                    reply = command(collection.split(".")[0], doc, conn)
                     payload = struct.pack("<iqii", 0, 0, 0, 1) + bson.encode(reply)
                     self.request.sendall(struct.pack("<iiii", 16 + len(payload), request_id + 1000, request_id, 1)
                                          + payload)
@@ -371,7 +574,9 @@ class Server(socketserver.ThreadingTCPServer):
 
 
 def main() -> None:
-    global STATE
+    global STATE, KEY_HASH
+    if KEYFILE:
+        KEY_HASH = read_keyfile()
     os.makedirs(DBPATH, exist_ok=True)
     if ENGINE == "rocksdb":
         os.makedirs(os.path.join(DBPATH, "db"), exist_ok=True)
@@ -381,6 +586,7 @@ def main() -> None:
     with open(os.path.join(DBPATH, "storage.bson"), "wb") as fh:
         fh.write(bson.encode({"storage": {"engine": ENGINE}}))
     STATE = load_state()
+    STATE.setdefault("users", {})
     bind = str((CONF.get("net") or {}).get("bindIp", "127.0.0.1")).split(",")[0].strip()
     server = Server((bind, PORT), Handler)
     log(f"waiting for connections on port {PORT} (engine {ENGINE}, replSet {SET_NAME})")

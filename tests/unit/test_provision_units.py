@@ -119,3 +119,99 @@ def test_promote_and_revert_changes(tmp_path) -> None:
     assert rs.revert_changes(promoted, saved) == {"b:27017": {"priority": 1}}
     with pytest.raises(rs.ReplSetError):
         rs.promote_changes(CONFIG, "zz:1")
+
+
+def test_create_user_command_and_redaction() -> None:
+    doc = rs.create_user_command("parsectl-admin", "s3cret")
+    assert doc == {"createUser": "parsectl-admin", "pwd": "s3cret", "roles": [{"role": "root", "db": "admin"}]}
+    assert rs.redacted(doc)["pwd"] == "<redacted>" and doc["pwd"] == "s3cret"
+
+
+# --- the stand-in mongod's access control, driven by the real replset functions (no SSH: loopback directly)
+
+
+@pytest.fixture
+def secured_mongod(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    key = tmp_path / "keyfile"
+    key.write_text("c2VjcmV0LWtleWZpbGUtZm9yLXRlc3Rz\n")
+    key.chmod(0o400)
+    (tmp_path / "db").mkdir()
+    conf = tmp_path / "mongod.conf"
+    conf.write_text(f"net: {{port: {port}, bindIp: 127.0.0.1}}\nstorage: {{dbPath: {tmp_path / 'db'}}}\n"
+                    f"replication: {{replSetName: rs0}}\nsystemLog: {{path: {tmp_path / 'mongod.log'}}}\n"
+                    f"security: {{keyFile: {key}}}\n")
+    script = Path(__file__).resolve().parents[1] / "support" / "fake_mongod.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--config", str(conf)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, tmp_path
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_admin_user_bootstrap_and_login(secured_mongod) -> None:
+    port, work = secured_mongod
+    clients: list[rs.Admin] = []
+
+    def connect(password: str | None = None) -> rs.Admin:
+        admin = rs.Admin.connect(port, label="m", username="parsectl-admin" if password else None, password=password,
+                                 timeout_ms=3000)
+        clients.append(admin)
+        return admin
+
+    lines: list[str] = []
+    try:
+        noauth = connect()
+        # under the localhost exception: no replSetGetConfig, but initiate and createUser
+        with pytest.raises(rs.AuthError, match="replSetGetConfig requires authentication"):
+            noauth.get_config()
+        assert rs.initiated_set(noauth) is None
+        assert rs.ensure_initiated(noauth, "rs0", f"127.0.0.1:{port}", {}, lines.append)
+        assert rs.ensure_admin_user(noauth, lambda: connect("pw-1"), "parsectl-admin", None, lines.append,
+                                    apply=False) == ("pending", None)
+        action, admin = rs.ensure_admin_user(noauth, lambda: connect("pw-1"), "parsectl-admin", "pw-1", lines.append,
+                                             apply=True)
+        assert action == "created" and admin is not None and admin.get_config()["_id"] == "rs0"
+        # the exception is closed now, for every connection
+        assert not rs.localhost_exception_open(noauth)
+        with pytest.raises(rs.AuthError, match="requires authentication"):
+            connect().get_status()
+        # idempotent: the re-run logs in
+        assert rs.ensure_admin_user(noauth, lambda: connect("pw-1"), "parsectl-admin", "pw-1", lines.append,
+                                    apply=True)[0] == "exists"
+        assert rs.ensure_admin_user(noauth, lambda: connect("pw-1"), "parsectl-admin", "pw-1", lines.append,
+                                    apply=False)[0] == "exists"
+        # a wrong password: clear errors, in plan and apply
+        with pytest.raises(rs.AuthError, match="localhost exception is closed .* logging in as 'parsectl-admin' failed"):
+            rs.ensure_admin_user(noauth, lambda: connect("wrong"), "parsectl-admin", "wrong", lines.append,
+                                 apply=True, password_source="$PW")
+        with pytest.raises(rs.AuthError, match="authentication as 'parsectl-admin' .* failed"):
+            rs.ensure_admin_user(noauth, lambda: connect("wrong"), "parsectl-admin", "wrong", lines.append,
+                                 apply=False)
+        with pytest.raises(rs.AuthError, match="already has users"):
+            rs.ensure_admin_user(noauth, lambda: connect(None), "parsectl-admin", None, lines.append, apply=False)
+    finally:
+        for client in clients:
+            client.close()
+    assert "created user 'parsectl-admin' (roles: root) in admin through the localhost exception" in lines
+    # neither parsectl's record nor the server's logs hold the password
+    assert all("pw-1" not in str(doc) for client in clients for _, doc in client.sent)
+    for name in ("fake-commands.jsonl", "mongod.log"):
+        assert "pw-1" not in (work / name).read_text()
+    assert "pw-1" not in (work / "db" / "parsectl-fake-state.json").read_text()
