@@ -24,8 +24,8 @@ from tests.support.sdk import run_sdk
 from tests.support.servers import RunningServer
 
 SERVER_KINDS = [pytest.param("reference", marks=pytest.mark.reference), "parsectl",
-                pytest.param("parsectl_pg", marks=pytest.mark.reference)]
-PARSECTL_KINDS = ["parsectl", pytest.param("parsectl_pg", marks=pytest.mark.reference)]
+                pytest.param("parsectl_pg", marks=pytest.mark.reference), "parsectl_mongo"]
+PARSECTL_KINDS = ["parsectl", pytest.param("parsectl_pg", marks=pytest.mark.reference), "parsectl_mongo"]
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +70,14 @@ def parsectl_pg_server(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) 
     pg.psql("CREATE DATABASE parsectl_e2e", database="postgres")
     uri = pg.uri.rsplit("/", 1)[0] + "/parsectl_e2e"
     with _parsectl_server(data_dir=tmp_path_factory.mktemp("parsectl-pg-data"), database_uri=uri) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def parsectl_mongo_server(mongo: MongoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``parsectl serve`` on MongoDB (SecantusDB, or PARSECTL_TEST_MONGODB_URI)."""
+    with _parsectl_server(data_dir=tmp_path_factory.mktemp("parsectl-mongo-data"),
+                          database_uri=mongo.database_uri()) as server:
         yield server
 
 

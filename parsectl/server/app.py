@@ -16,6 +16,7 @@ standalone serving at ``mountPath``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from contextvars import ContextVar
@@ -27,7 +28,9 @@ import orjson
 from parsectl.files import adapter_for as files_adapter_for
 from parsectl.model import errors
 from parsectl.model.errors import HTTPError, ParseError
+from parsectl.server.account import AccountOptions, AccountService
 from parsectl.server.config import ServerOptions
+from parsectl.server.email import adapter_for as email_adapter_for
 from parsectl.server.envelope import KeyPolicy, apply_body_keys, read_headers
 from parsectl.server.files_api import FilesApi
 from parsectl.server.http import (
@@ -39,6 +42,7 @@ from parsectl.server.http import (
     read_body,
     send_response,
 )
+from parsectl.server.pages import Pages
 from parsectl.server.rest import RestService
 from parsectl.server.routes import Request, Router, run_batch
 from parsectl.server.schemas import SchemaController
@@ -67,6 +71,10 @@ class ParseServer:
                                    database_options=self.options.database_options)
         self.schemas = SchemaController(self.storage)
         self.rest = _RequestAwareRest(self.options, self.storage, self.schemas)
+        self.account = AccountService(self.rest, AccountOptions.from_mapping(dataclasses.asdict(self.options)),
+                                      email_adapter_for(self.options.email_adapter))
+        self.rest.account = self.account
+        self.pages = Pages(self.account)
         self.router = Router(self.rest)
         self.keys = KeyPolicy(self.options)
         self.cors = cors_headers(self.options.allow_origin)
@@ -159,6 +167,12 @@ class ParseServer:
             response = await self.files.handle(scope, receive, method, path, root)
             if response is not None:
                 return response
+        if path == "/apps" or path.startswith("/apps/"):  # the email pages need no keys
+            raw = await read_body(receive, self.options.max_upload_bytes)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            query_string = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+            page = await self.pages.handle(method, path, query_string, raw, headers)
+            return page or not_found_page(scope["method"], root + path)
         raw = await read_body(receive, self.options.max_upload_bytes)
         body: Any = {}
         if raw.strip():

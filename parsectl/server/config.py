@@ -50,6 +50,20 @@ class ServerOptions:
     enforce_private_users: bool = True
     protected_fields: dict[str, Any] | None = None
     enable_anonymous_users: bool = True
+    # email verification, password reset and their pages (validated by parsectl.server.account)
+    email_adapter: Any = None
+    app_name: str | None = None
+    verify_user_emails: bool = False
+    prevent_login_with_unverified_email: bool = False
+    prevent_signup_with_unverified_email: bool = False
+    send_user_email_verification: bool = True
+    email_verify_token_validity_duration: float | None = None
+    email_verify_token_reuse_if_valid: bool = False
+    email_verify_success_on_invalid_email: bool = True
+    password_policy: dict[str, Any] | None = None
+    account_lockout: dict[str, Any] | None = None
+    revoke_session_on_password_reset: bool = True
+    pages: dict[str, Any] | None = None
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -64,6 +78,15 @@ class ServerOptions:
         "readOnlyMasterKey": "read_only_master_key", "sessionLength": "session_length",
         "enforcePrivateUsers": "enforce_private_users", "protectedFields": "protected_fields",
         "enableAnonymousUsers": "enable_anonymous_users",
+        "emailAdapter": "email_adapter", "appName": "app_name", "verifyUserEmails": "verify_user_emails",
+        "preventLoginWithUnverifiedEmail": "prevent_login_with_unverified_email",
+        "preventSignupWithUnverifiedEmail": "prevent_signup_with_unverified_email",
+        "sendUserEmailVerification": "send_user_email_verification",
+        "emailVerifyTokenValidityDuration": "email_verify_token_validity_duration",
+        "emailVerifyTokenReuseIfValid": "email_verify_token_reuse_if_valid",
+        "emailVerifySuccessOnInvalidEmail": "email_verify_success_on_invalid_email",
+        "passwordPolicy": "password_policy", "accountLockout": "account_lockout",
+        "revokeSessionOnPasswordReset": "revoke_session_on_password_reset", "pages": "pages",
     }
 
     @classmethod

@@ -79,6 +79,7 @@ class RestService:
         return (self.options.public_server_url or self.options.server_url or "").rstrip("/")
 
     files_adapter: FilesAdapter | None = None  # set by ParseServer
+    account: Any = None  # the AccountService (email verification, password reset), set by ParseServer
 
     def file_url(self, name: str) -> str:
         config = FilesConfig(self.options.app_id, self.server_url())
@@ -359,6 +360,8 @@ class RestService:
         object_id = new_object_id()
         if class_name == "_User":
             await self._user_fields(schema, fields, None)
+            if isinstance(fields.get("email"), str):
+                fields.update(self.account.email_verify_fields())
             if acl is None:
                 acl = {object_id: {"read": True, "write": True}}
                 if not self.options.enforce_private_users:
@@ -391,6 +394,10 @@ class RestService:
 
     async def _after_create(self, auth: Auth, class_name: str, stored: StoredObject,
                             response: dict[str, Any]) -> None:
+        if class_name == "_User" and isinstance(stored.get("email"), str):
+            await self.account.send_verification_email(stored)
+            if not self.account.signup_needs_session():
+                return
         if class_name == "_User" and not auth.master:
             provider = ",".join(stored.get("authData") or {}) or None
             response["sessionToken"] = await self.sessions.create(
@@ -520,6 +527,11 @@ class RestService:
         if schema is None:
             raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
         changing_password = class_name == "_User" and "password" in fields
+        if class_name == "_User" and ("password" in fields or "email" in fields):
+            fields["_perishable_token"] = None  # a pending reset link dies with the old password or email
+            fields["_perishable_token_expires_at"] = None
+            if isinstance(fields.get("email"), str):
+                fields.update(self.account.email_verify_fields())
         if class_name == "_User":
             await self._user_fields(schema, fields, object_id)
             if "authData" in fields:

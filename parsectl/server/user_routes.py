@@ -35,6 +35,8 @@ class UserRoutes:
         add("POST", r"/loginAs", self.login_as)
         add("GET", r"/sessions/me", self.session_me)
         add("POST", r"/installations", self.save_installation)
+        add("POST", r"/requestPasswordReset", self.request_password_reset)
+        add("POST", r"/verificationEmailRequest", self.verification_email_request)
         for alias, class_name in ALIASES.items():
             if alias not in ("users", "installations"):
                 add("POST", rf"/{alias}", self._aliased(self.router.create, class_name))
@@ -58,6 +60,14 @@ class UserRoutes:
         if status == 200:
             return Response.json(body)
         return Response.json(body, 201, [(b"location", f"{request.base_url}/users/{object_id}".encode())])
+
+    async def request_password_reset(self, request: Request, args: dict[str, str]) -> Response:
+        body = request.body if isinstance(request.body, dict) else {}
+        return Response.json(await self.rest.account.request_password_reset(body.get("email"), body.get("token")))
+
+    async def verification_email_request(self, request: Request, args: dict[str, str]) -> Response:
+        body = request.body if isinstance(request.body, dict) else {}
+        return Response.json(await self.rest.account.verification_email_request(body.get("email")))
 
     async def save_installation(self, request: Request, args: dict[str, str]) -> Response:
         status, object_id, body = await self.rest.save_installation(request.auth, request.body)
@@ -84,6 +94,8 @@ class UserRoutes:
         # a user whose ACL is empty ({}) is locked out, except for the master key
         if not request.auth.master and stored.get("_rperm") == [] and stored.get("_wperm") == []:
             raise invalid
+        self.rest.account.check_login_allowed(stored, master=request.auth.master,
+                                              ignore_email_verification=bool(payload.get("ignoreEmailVerification")))
         return stored
 
     async def _user_json(self, stored: dict[str, Any], request: Request) -> dict[str, Any]:

@@ -238,6 +238,7 @@ def _case_params() -> list:
         params.append(pytest.param("parsectl", case.name, id=f"parsectl-{case.name}"))
         params.append(pytest.param("parsectl_pg", case.name, marks=[pytest.mark.reference],
                                    id=f"parsectl_pg-{case.name}"))
+        params.append(pytest.param("parsectl_mongo", case.name, id=f"parsectl_mongo-{case.name}"))
     return params
 
 

@@ -249,3 +249,29 @@ def test_installations_register_once_and_cannot_be_listed(client: Client) -> Non
     assert client.request("DELETE", f"/installations/{oid}").json()["code"] == 119
     r = client.request("POST", "/installations", json={"deviceType": "android"})
     assert (r.status_code, r.json()["code"]) == (400, 135)
+
+
+def test_password_reset_through_the_routes_and_pages(database_uri: str, tmp_path) -> None:  # noqa: ANN001
+    import re
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.server.conftest import make_client
+
+    mail = tmp_path / "mail"
+    c = make_client(database_uri, app_name="Demo", public_server_url="http://testserver/parse",
+                    email_adapter={"module": "folder", "options": {"directory": str(mail)}})
+    try:
+        r = c.request("POST", "/users", json={"username": "rita", "password": "old-pw", "email": "rita@example.com"})
+        assert r.status_code == 201
+        assert c.request("POST", "/requestPasswordReset", json={"email": "rita@example.com"}).json() == {}
+        body = c.api.account.adapter.messages()[-1].get_body(preferencelist=("plain",)).get_content()
+        link = re.search(r"http://testserver/parse/apps/\S+", body).group(0)
+        token = parse_qs(urlsplit(link).query)["token"][0]
+        assert c.loop.run_until_complete(c.http.get(link.replace("http://testserver", ""))).status_code == 200
+        r = c.loop.run_until_complete(c.http.post("/parse/apps/test/request_password_reset",
+                                                  data={"token": token, "new_password": "new-pw"}))
+        assert r.status_code in (200, 303)
+        assert c.request("POST", "/login", json={"username": "rita", "password": "new-pw"}).status_code == 200
+        assert c.request("POST", "/login", json={"username": "rita", "password": "old-pw"}).status_code == 404
+    finally:
+        c.close()
