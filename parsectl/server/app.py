@@ -189,7 +189,10 @@ class ParseServer:
         if path == "/login":
             auth.session_token = None  # as parse-server: a log-in ignores any session token
         if auth.session_token and not auth.master:
-            await self.rest.sessions.resolve(auth)
+            if path == "/upgradeToRevocableSession" and not auth.session_token.startswith("r:"):
+                await self.rest.sessions.resolve_legacy(auth)
+            else:
+                await self.rest.sessions.resolve(auth)
 
         base_url = self._base_url(scope, root)
         _base_url.set(base_url)

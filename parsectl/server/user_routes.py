@@ -34,6 +34,7 @@ class UserRoutes:
         add("POST", r"/verifyPassword", self.verify_password)
         add("POST", r"/loginAs", self.login_as)
         add("GET", r"/sessions/me", self.session_me)
+        add("POST", r"/upgradeToRevocableSession", self.upgrade_session)
         add("POST", r"/installations", self.save_installation)
         add("POST", r"/requestPasswordReset", self.request_password_reset)
         add("POST", r"/verificationEmailRequest", self.verification_email_request)
@@ -166,6 +167,9 @@ class UserRoutes:
                 if not deleted:
                     raise ParseError(errors.OBJECT_NOT_FOUND, "Session token not found.")
         return Response.json({})
+
+    async def upgrade_session(self, request: Request, args: dict[str, str]) -> Response:
+        return Response.json(await self.rest.sessions.upgrade(request.auth))
 
     async def session_me(self, request: Request, args: dict[str, str]) -> Response:
         auth = request.auth

@@ -101,6 +101,31 @@ class Sessions:
         auth.session_id = rows[0]["objectId"]
         auth.roles = await self.roles_of(auth.user_id)
 
+    async def resolve_legacy(self, auth: Auth) -> None:
+        """A hosted-Parse legacy (non ``r:``) token, accepted only by /upgradeToRevocableSession."""
+        schema = await self.rest.schemas.get("_User")
+        rows = await self.rest.storage.find(schema, query.Compare("_session_token", "eq", auth.session_token),
+                                            limit=2) if schema else []
+        if len(rows) != 1:
+            raise ParseError(errors.INVALID_SESSION_TOKEN, "invalid legacy session token")
+        auth.user_id = rows[0]["objectId"]
+        auth.roles = await self.roles_of(auth.user_id)
+
+    async def upgrade(self, auth: Auth) -> dict[str, Any]:
+        """Trade a legacy token for a revocable session (the legacy token is removed from the user)."""
+        if not auth.user_id:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "invalid session")
+        token = await self.create(auth.user_id, auth.installation_id, "upgrade", None)
+        schema = await self.rest.schemas.get("_User")
+        if schema is not None:
+            await self.rest.storage.update(schema, query.Compare("objectId", "eq", auth.user_id),
+                                           {"_session_token": None})
+        rows = await self.rest.storage.find(await self.rest.schemas.get("_Session"),
+                                            query.Compare("sessionToken", "eq", token), limit=1)
+        session = {k: v for k, v in rows[0].items() if not k.startswith("_") and k not in ("objectId",
+                                                                                          "createdAt", "updatedAt")}
+        return session
+
     async def roles_of(self, user_id: str) -> list[str]:
         """``role:Name`` for each role holding the user, and every role those inherit from (cycles cut)."""
         cached = self._roles.get(user_id)
@@ -125,7 +150,7 @@ class Sessions:
         return roles
 
     async def create(self, user_id: str, installation_id: str | None, action: str,
-                     provider: str = "password") -> str:
+                     provider: str | None = "password") -> str:
         """A new session for the user (replacing the user's session on that installation)."""
         schema = await self.rest.schemas.get("_Session") or await self.rest.schemas.create("_Session")
         token = new_session_token()
@@ -133,7 +158,7 @@ class Sessions:
         stored = {
             "objectId": _new_id(), "createdAt": codec.format_iso(now), "updatedAt": codec.format_iso(now),
             "user": codec.pointer("_User", user_id), "sessionToken": token,
-            "createdWith": {"action": action, "authProvider": provider},
+            "createdWith": {"action": action, **({"authProvider": provider} if provider else {})},
             "expiresAt": codec.date(codec.format_iso(now + self.session_length())),
         }
         if installation_id:

@@ -746,6 +746,12 @@ class MongoAdapter:
                 continue
             if is_user and name == "password":
                 continue
+            if is_user and name == "_session_token":
+                if change is None or isinstance(change, Delete):
+                    unsets[name] = ""
+                else:
+                    sets[name] = change
+                continue
             if name in ("_rperm", "_wperm"):
                 ftype: FieldType | None = {"type": "Array"}
             else:

@@ -275,3 +275,24 @@ def test_password_reset_through_the_routes_and_pages(database_uri: str, tmp_path
         assert c.request("POST", "/login", json={"username": "rita", "password": "old-pw"}).status_code == 404
     finally:
         c.close()
+
+
+def test_upgrade_to_revocable_session(client: Client, database_uri: str) -> None:
+    user = signup(client, "legacy")
+    store = client.api.storage
+    schema = client.loop.run_until_complete(client.api.schemas.get("_User"))
+    client.loop.run_until_complete(store.update(schema, __import__("parsectl.model.query", fromlist=["Compare"])
+                                                .Compare("objectId", "eq", user["objectId"]),
+                                                {"_session_token": "c1tEDx6QAjE8aGZnKK4fhS2R0"}))
+    r = client.request("POST", "/upgradeToRevocableSession",
+                       headers={"X-Parse-Session-Token": "c1tEDx6QAjE8aGZnKK4fhS2R0"})
+    if not database_uri.startswith("mongodb"):  # only parse-server's MongoDB format keeps legacy tokens
+        assert (r.status_code, r.json()) == (400, {"code": 209, "error": "invalid legacy session token"})
+        return
+    assert r.status_code == 200, r.text
+    session = r.json()
+    assert session["sessionToken"].startswith("r:") and session["createdWith"] == {"action": "upgrade"}
+    assert session["user"]["objectId"] == user["objectId"]
+    again = client.request("POST", "/upgradeToRevocableSession",
+                           headers={"X-Parse-Session-Token": "c1tEDx6QAjE8aGZnKK4fhS2R0"})
+    assert again.json()["code"] == 209  # the legacy token is used up
