@@ -63,6 +63,8 @@ def serve(
                                             "(default loopback) [env PARSE_SERVER_MASTER_KEY_IPS]"),
     max_upload_size: str = typer.Option(None, "--max-upload-size", "--maxUploadSize",
                                         help="Largest request body, e.g. 20mb [env PARSE_SERVER_MAX_UPLOAD_SIZE]"),
+    cloud: str = typer.Option(None, "--cloud", help="Cloud Code: a Python file (cloud/main.py) or module "
+                                                   "[env PARSE_SERVER_CLOUD]"),
     config: Path = typer.Option(None, "--config", help="parse-server config.json (JSON or YAML)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
@@ -79,7 +81,7 @@ def serve(
         "clientKey": client_key, "javascriptKey": javascript_key, "restAPIKey": rest_api_key,
         "dotNetKey": dot_net_key, "fileKey": file_key, "maxLimit": max_limit,
         "allowClientClassCreation": allow_client_class_creation, "masterKeyIps": master_key_ips,
-        "maxUploadSize": max_upload_size,
+        "maxUploadSize": max_upload_size, "cloud": cloud,
     }
     try:
         merged = sources.resolve(flags, config)

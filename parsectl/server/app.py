@@ -82,6 +82,15 @@ class ParseServer:
         self.rest.files_adapter = self.files_adapter
         self.files = FilesApi(self.options, self.files_adapter, self.keys, self.rest.sessions.resolve, self._base_url,
                               self.storage, self.schemas)
+        if self.options.cloud:  # Cloud Code (parsectl.cloud); without it rest.cloud stays None
+            from parsectl.cloud import CloudLoadError, CloudRuntime, load
+            from parsectl.server.config import ConfigError
+
+            try:
+                self.rest.cloud = CloudRuntime(load(self.options.cloud))
+            except CloudLoadError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.rest.cloud.instrument(self)
         self._started = False
         self._start_lock = asyncio.Lock()
 

@@ -64,6 +64,7 @@ class ServerOptions:
     account_lockout: dict[str, Any] | None = None
     revoke_session_on_password_reset: bool = True
     pages: dict[str, Any] | None = None
+    cloud: str | None = None  # Cloud Code: a Python file or module (parsectl.cloud)
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -87,6 +88,7 @@ class ServerOptions:
         "emailVerifySuccessOnInvalidEmail": "email_verify_success_on_invalid_email",
         "passwordPolicy": "password_policy", "accountLockout": "account_lockout",
         "revokeSessionOnPasswordReset": "revoke_session_on_password_reset", "pages": "pages",
+        "cloud": "cloud",
     }
 
     @classmethod
@@ -169,6 +171,8 @@ class ServerOptions:
             fail("filesAdapter", "must be an object such as {\"module\": \"s3\", \"options\": {...}}")
         if not isinstance(self.file_upload, dict):
             fail("fileUpload", "must be an object of upload rules")
+        if self.cloud is not None and (not isinstance(self.cloud, str) or not self.cloud):
+            fail("cloud", "must name a Python file or module, such as cloud/main.py")
         if not isinstance(self.preserve_file_name, bool):
             fail("preserveFileName", "must be true or false")
         try:

@@ -80,6 +80,7 @@ class RestService:
 
     files_adapter: FilesAdapter | None = None  # set by ParseServer
     account: Any = None  # the AccountService (email verification, password reset), set by ParseServer
+    cloud: Any = None  # Cloud Code hooks (parsectl.cloud.CloudRuntime), set by ParseServer; None: no cloud code
 
     def file_url(self, name: str) -> str:
         config = FilesConfig(self.options.app_id, self.server_url())
@@ -196,6 +197,12 @@ class RestService:
     # --- find / get -----------------------------------------------------------------------------------
     async def find(self, auth: Auth, class_name: str, opts: FindOptions, *, operation: str = "find"
                    ) -> dict[str, Any]:
+        if self.cloud is not None:  # Cloud Code: beforeFind/afterFind (parsectl.cloud)
+            return await self.cloud.find(self, auth, class_name, opts, operation, self._find)
+        return await self._find(auth, class_name, opts, operation=operation)
+
+    async def _find(self, auth: Auth, class_name: str, opts: FindOptions, *, operation: str = "find"
+                    ) -> dict[str, Any]:
         if opts.redirect_key:
             owner = await self.schemas.get(class_name)
             ftype = owner.fields.get(opts.redirect_key) if owner else None
@@ -406,6 +413,11 @@ class RestService:
             self.sessions.clear_role_cache()
 
     async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
+        if self.cloud is not None:  # Cloud Code: beforeSave/afterSave (parsectl.cloud)
+            return await self.cloud.create(self, auth, class_name, body, self._create)
+        return await self._create(auth, class_name, body)
+
+    async def _create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
         schema, stored, relations, response = await self._prepare_create(auth, class_name, body)
         try:
             await self.storage.insert(schema, stored, relations)
@@ -482,7 +494,8 @@ class RestService:
                           ) -> list[dict[str, Any] | ParseError]:
         """Several creates in one class (a /batch of creates): each is checked on its own, and those
         that pass are written with one statement; the answer for each is its response or its error."""
-        if class_name in ("_User", "_Role", "_Session"):  # these need per-object follow-ups
+        if class_name in ("_User", "_Role", "_Session") or (  # these need per-object follow-ups, as
+                self.cloud is not None and self.cloud.saves(class_name)):  # do Cloud Code save triggers
             results: list[dict[str, Any] | ParseError] = []
             for body in bodies:
                 try:
@@ -516,6 +529,11 @@ class RestService:
         return results
 
     async def update(self, auth: Auth, class_name: str, object_id: str, body: Any) -> dict[str, Any]:
+        if self.cloud is not None:  # Cloud Code: beforeSave/afterSave (parsectl.cloud)
+            return await self.cloud.update(self, auth, class_name, object_id, body, self._update)
+        return await self._update(auth, class_name, object_id, body)
+
+    async def _update(self, auth: Auth, class_name: str, object_id: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ParseError(errors.INVALID_JSON, "This request body is not a JSON object.")
         if body.get("objectId") not in (None, object_id):
@@ -573,6 +591,11 @@ class RestService:
         return response
 
     async def delete(self, auth: Auth, class_name: str, object_id: str) -> dict[str, Any]:
+        if self.cloud is not None:  # Cloud Code: beforeDelete/afterDelete (parsectl.cloud)
+            return await self.cloud.delete(self, auth, class_name, object_id, self._delete)
+        return await self._delete(auth, class_name, object_id)
+
+    async def _delete(self, auth: Auth, class_name: str, object_id: str) -> dict[str, Any]:
         if class_name == "_User" and not auth.master and not auth.user_id:
             raise ParseError(errors.SESSION_MISSING, "Insufficient auth to delete user")
         schema, constraint = await self._schema_for(auth, class_name, "delete")

@@ -11,6 +11,7 @@ from typing import Any
 from parsectl.model import errors, query
 from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
+from parsectl.server.functions_api import FunctionsAPI
 from parsectl.server.http import Response
 from parsectl.server.rest import RestService
 from parsectl.server.schemas_api import SchemasAPI
@@ -53,6 +54,9 @@ class Router:
         self.add("POST", rf"/schemas/{_CLASS}", self.schemas_create)
         self.add("PUT", rf"/schemas/{_CLASS}", self.schemas_update)
         self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
+        self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
+        self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
+        self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(f"^{pattern}$"), handler))

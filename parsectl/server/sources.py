@@ -29,6 +29,7 @@ ENV_VARS = {
     "masterKeyIps": "PARSE_SERVER_MASTER_KEY_IPS",
     "maxUploadSize": "PARSE_SERVER_MAX_UPLOAD_SIZE",
     "allowOrigin": "PARSE_SERVER_ALLOW_ORIGIN",
+    "cloud": "PARSE_SERVER_CLOUD",
     "port": "PORT",
     "host": "PARSE_SERVER_HOST",
 }

@@ -109,8 +109,12 @@ class UserRoutes:
     async def login(self, request: Request, args: dict[str, str]) -> Response:
         stored = await self._user_from_credentials(request)
         user = await self._user_json(stored, request)
+        if self.rest.cloud is not None:  # Cloud Code: beforeLogin (parsectl.cloud)
+            await self.rest.cloud.before_login(self.rest, request.auth, user)
         user["sessionToken"] = await self.rest.sessions.create(stored["objectId"], request.auth.installation_id,
                                                                "login")
+        if self.rest.cloud is not None:  # Cloud Code: afterLogin
+            await self.rest.cloud.after_login(self.rest, request.auth, user)
         return Response.json(user)
 
     async def verify_password(self, request: Request, args: dict[str, str]) -> Response:
@@ -161,11 +165,14 @@ class UserRoutes:
     async def logout(self, request: Request, args: dict[str, str]) -> Response:
         token = request.auth.session_token
         if token:
+            session = await self.rest.cloud.logout_session(self.rest, token) if self.rest.cloud else None  # Cloud Code
             schema = await self.rest.schemas.get("_Session")
             if schema is not None:
                 deleted = await self.rest.storage.delete(schema, query.Compare("sessionToken", "eq", token))
                 if not deleted:
                     raise ParseError(errors.OBJECT_NOT_FOUND, "Session token not found.")
+            if self.rest.cloud is not None:  # Cloud Code: afterLogout
+                await self.rest.cloud.after_logout(self.rest, request.auth, session)
         return Response.json({})
 
     async def upgrade_session(self, request: Request, args: dict[str, str]) -> Response:
