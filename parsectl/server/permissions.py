@@ -57,21 +57,29 @@ def check_clp(schema: ClassSchema, operation: str, auth: Auth) -> query.Node | N
         return None
     if any(perms.get(entity) for entity in auth.acl_group()):
         return None
-    if perms.get("requiresAuthentication"):
-        if auth.user_id:
-            return None
-        raise ParseError(errors.OBJECT_NOT_FOUND, "Permission denied, user needs to be authenticated.")
     fields = _pointer_fields(schema.clp, operation)
-    if fields and auth.user_id:
+    if perms.get("requiresAuthentication"):
+        if not auth.user_id:
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Permission denied, user needs to be authenticated.")
+        if not fields:
+            return None
+    if operation == "addField" and auth.user_id and _pointer_fields(schema.clp, "update"):
+        return None  # as parse-server: writeUserFields let their users add fields
+    if fields:
+        # pointer permissions: only objects pointing at the caller (none for an anonymous caller)
+        if not auth.user_id:
+            return query.MatchNone()
         me = codec.pointer("_User", auth.user_id)
         return query.Or([query.Compare(f, "eq", me) for f in fields])
     raise ParseError(errors.OPERATION_FORBIDDEN,
                      f"Permission denied for action {operation} on class {schema.class_name}.")
 
 
-def protected_fields(schema: ClassSchema, auth: Auth, configured: dict[str, Any] | None = None) -> set[str]:
+def protected_fields(schema: ClassSchema, auth: Auth, configured: dict[str, Any] | None = None,
+                     obj: dict[str, Any] | None = None) -> set[str]:
     """Fields hidden from this caller: the intersection of the lists of every protectedFields entry
-    that applies to it (``*``, ``authenticated``, its roles, its id)."""
+    that applies to it (``*``, ``authenticated``, its roles, its id, and ``userField:<pointer>`` when
+    ``obj``'s pointer field points at the caller)."""
     if auth.master:
         return set()
     rules: dict[str, set[str]] = {}
@@ -83,6 +91,10 @@ def protected_fields(schema: ClassSchema, auth: Auth, configured: dict[str, Any]
     applicable = ["*", *auth.roles]
     if auth.user_id:
         applicable += ["authenticated", auth.user_id]
+        if obj is not None:
+            for entity in rules:
+                if entity.startswith("userField:") and _points_at(obj.get(entity[10:]), auth.user_id):
+                    applicable.append(entity)
     lists = [rules[e] for e in applicable if e in rules]
     if not lists:
         return set()
@@ -90,6 +102,18 @@ def protected_fields(schema: ClassSchema, auth: Auth, configured: dict[str, Any]
     for names in lists[1:]:
         hidden &= names
     return hidden
+
+
+def has_user_field_rules(schema: ClassSchema) -> bool:
+    return any(k.startswith("userField:") for k in (schema.clp.get("protectedFields") or {}))
+
+
+def _points_at(value: Any, user_id: str) -> bool:
+    if codec.is_pointer(value):
+        return value["objectId"] == user_id
+    if isinstance(value, list):
+        return any(codec.is_pointer(v) and v["objectId"] == user_id for v in value)
+    return False
 
 
 def query_fields(node: query.Node) -> set[str]:
@@ -108,6 +132,5 @@ def query_fields(node: query.Node) -> set[str]:
 
 
 def check_protected_query(schema: ClassSchema, where: query.Node, hidden: set[str]) -> None:
-    for name in sorted(query_fields(where) & hidden):
-        raise ParseError(errors.OPERATION_FORBIDDEN,
-                         f"This user is not allowed to query {name} on class {schema.class_name}")
+    if query_fields(where) & hidden:
+        raise ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")

@@ -24,6 +24,7 @@ from parsectl.server.permissions import (
     check_clp,
     check_protected_query,
     enforce_class_security,
+    has_user_field_rules,
     protected_fields,
 )
 from parsectl.server.schemas import SchemaController
@@ -136,6 +137,8 @@ class RestService:
         out: dict[str, Any] = {}
         if hidden and schema.class_name == "_User" and obj.get("objectId") == auth.user_id:
             hidden = None  # users see all of their own record
+        elif hidden and has_user_field_rules(schema):
+            hidden = protected_fields(schema, auth, self.options.protected_fields, obj)
         for key, value in obj.items():
             if key[0] == "_" or (hidden and key in hidden):
                 continue
@@ -177,8 +180,7 @@ class RestService:
                 hidden = self._hidden(sub_schema, auth)
                 check_protected_query(sub_schema, where, hidden)
                 if node.key.split(".", 1)[0] in hidden:
-                    raise ParseError(errors.OPERATION_FORBIDDEN, f"This user is not allowed to query "
-                                     f"{node.key.split('.', 1)[0]} on class {sub_schema.class_name}")
+                    raise ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")
                 for row in await self.storage.find(sub_schema, self._read_filter(auth, self._narrow(where, constraint))):
                     value: Any = self.to_wire(sub_schema, row, auth, hidden)
                     for part in node.key.split("."):
@@ -222,8 +224,7 @@ class RestService:
         check_protected_query(schema, resolved, hidden)
         for key in opts.order:
             if key.field.split(".", 1)[0] in hidden:
-                raise ParseError(errors.OPERATION_FORBIDDEN,
-                                 f"This user is not allowed to query {key.field} on class {class_name}")
+                raise ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")
         where = self._read_filter(auth, self._narrow(resolved, constraint))
         if opts.explain:
             plan = await self.storage.explain(schema, where, skip=opts.skip, limit=opts.limit, order=opts.order)
@@ -305,6 +306,8 @@ class RestService:
                     raise ParseError(errors.PASSWORD_MISSING, "password is required")
                 fields[key] = value
                 continue
+            if class_name == "_User" and key == "authData" and value is not None:
+                users.validate_auth_data(value, self._auth_providers())  # before operator keys can be seen
             if "." in key:
                 raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
             if key.startswith("_"):
@@ -412,12 +415,25 @@ class RestService:
         if class_name == "_Role":
             self.sessions.clear_role_cache()
 
+    async def _client_session(self, auth: Auth) -> tuple[str, dict[str, Any]]:
+        """A client creating a ``_Session`` gets a new session of its own user, whatever the body says
+        (as parse-server: the token, user and createdWith are the server's)."""
+        if not auth.user_id:
+            raise ParseError(errors.INVALID_SESSION_TOKEN, "Session token required.")
+        token = await self.sessions.create(auth.user_id, auth.installation_id, "create", None)
+        schema = await self.schemas.get("_Session")
+        assert schema is not None
+        row = (await self.storage.find(schema, query.Compare("sessionToken", "eq", token), limit=1))[0]
+        return row["objectId"], {k: v for k, v in self.to_wire(schema, row, auth).items() if k != "updatedAt"}
+
     async def create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
         if self.cloud is not None:  # Cloud Code: beforeSave/afterSave (parsectl.cloud)
             return await self.cloud.create(self, auth, class_name, body, self._create)
         return await self._create(auth, class_name, body)
 
     async def _create(self, auth: Auth, class_name: str, body: Any) -> tuple[str, dict[str, Any]]:
+        if class_name == "_Session" and not auth.master:
+            return await self._client_session(auth)
         schema, stored, relations, response = await self._prepare_create(auth, class_name, body)
         try:
             await self.storage.insert(schema, stored, relations)
@@ -431,6 +447,10 @@ class RestService:
         auth_data = body.get("authData") if isinstance(body, dict) else None
         if auth_data is not None:
             users.validate_auth_data(auth_data, self._auth_providers())
+            if not users.provided_auth_data(auth_data):
+                body = {k: v for k, v in body.items() if k != "authData"}
+                object_id, response = await self.create(auth, "_User", body)
+                return 201, object_id, response
             found = await users.users_with_auth_data(self, auth_data)
             if len(found) > 1:
                 raise ParseError(208, "this auth is already used")
@@ -439,6 +459,7 @@ class RestService:
                 schema = await self.schemas.get("_User")
                 assert schema is not None
                 user = self.to_wire(schema, stored, Auth(user_id=stored["objectId"]))
+                user["authDataResponse"] = {}
                 if not auth.master:
                     provider = ",".join(p for p, d in auth_data.items() if d is not None)
                     user["sessionToken"] = await self.sessions.create(stored["objectId"], auth.installation_id,
@@ -453,6 +474,7 @@ class RestService:
             object_id, response = await self.create(auth, "_User", body)
             if generated:
                 response["username"] = body["username"]
+            response["authDataResponse"] = {}
             return 201, object_id, response
         object_id, response = await self.create(auth, "_User", body)
         return 201, object_id, response
@@ -560,8 +582,13 @@ class RestService:
                     raise ParseError(208, "this auth is already used")
         if class_name == "_Role":
             if "name" in fields:
+                if not auth.master and not await self.storage.find(  # the ACL answers first, as parse-server
+                        schema, self._write_filter(auth, query.Compare("objectId", "eq", object_id)), limit=1):
+                    raise ParseError(errors.OBJECT_NOT_FOUND, "Object not found.")
                 raise ParseError(136, "A role's name can only be set before it has been saved.")
             self.sessions.clear_role_cache()
+        if class_name == "_User" and acl is not None and not auth.master and auth.user_id == object_id:
+            acl[object_id] = {"read": True, "write": True}  # users cannot lock themselves out of their record
         internal = {k: fields.pop(k) for k in list(fields) if k.startswith("_")}
         schema = await self._typed_schema(auth, schema, fields)
         now = codec.now_iso()

@@ -11,6 +11,7 @@ from typing import Any
 from parsectl.model import errors, query
 from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
+from parsectl.server.config_api import register_routes
 from parsectl.server.functions_api import FunctionsAPI
 from parsectl.server.http import Response
 from parsectl.server.rest import RestService
@@ -54,6 +55,7 @@ class Router:
         self.add("POST", rf"/schemas/{_CLASS}", self.schemas_create)
         self.add("PUT", rf"/schemas/{_CLASS}", self.schemas_update)
         self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
+        register_routes(self)
         self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
         self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
         self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
@@ -106,14 +108,14 @@ class Router:
         require_master(request)
         return Response.json({
             "features": {
-                "globalConfig": {"create": False, "read": False, "update": False, "delete": False},
+                "globalConfig": {"create": True, "read": True, "update": True, "delete": True},
                 "hooks": {"create": False, "read": False, "update": False, "delete": False},
                 "cloudCode": {"jobs": False},
                 "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
                 "push": {"immediatePush": False, "scheduledPush": False, "storedPushData": False,
                          "pushAudiences": False, "localization": False},
-                "schemas": {"addField": True, "removeField": False, "addClass": True, "removeClass": False,
-                            "clearAllDataFromClass": False, "exportClass": False, "editClassLevelPermissions": False},
+                "schemas": {"addField": True, "removeField": True, "addClass": True, "removeClass": True,
+                            "clearAllDataFromClass": True, "exportClass": False, "editClassLevelPermissions": True},
                 "settings": {"securityCheck": False},
             },
             "parseServerVersion": "9.10.0",

@@ -229,9 +229,16 @@ def validate_auth_data(auth_data: Any, enabled: set[str]) -> dict[str, Any]:
             continue  # unlinking
         if provider not in enabled:
             raise ParseError(252, AUTH_DATA_UNSUPPORTED)
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
+        if not isinstance(data, dict):
             raise ParseError(252, AUTH_DATA_UNSUPPORTED)
+        if "id" in data and (not isinstance(data["id"], str) or not data["id"]):
+            raise ParseError(162, f"Invalid authData id for provider '{provider}'.")
     return auth_data
+
+
+def provided_auth_data(auth_data: dict[str, Any]) -> dict[str, Any]:
+    """The providers that actually carry an id (``{"anonymous": {}}`` logs nobody in)."""
+    return {p: d for p, d in auth_data.items() if isinstance(d, dict) and d.get("id")}
 
 
 async def users_with_auth_data(rest: RestService, auth_data: dict[str, Any]) -> list[dict[str, Any]]:

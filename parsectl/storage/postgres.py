@@ -276,8 +276,11 @@ class PostgresAdapter:
                 if ftype["type"] == "Relation":
                     await conn.execute(self._join_ddl(name, class_name))
                 else:
-                    await conn.execute(f"ALTER TABLE {quote(class_name)} ADD COLUMN IF NOT EXISTS {quote(name)}"
-                                       f" {_PG_TYPES[ftype['type']]}")
+                    try:
+                        await conn.execute(f"ALTER TABLE {quote(class_name)} ADD COLUMN IF NOT EXISTS {quote(name)}"
+                                           f" {_PG_TYPES[ftype['type']]}")
+                    except pg_errors.TooManyColumns:
+                        raise ParseError(errors.INVALID_JSON, f"Could not add field {name}") from None
             if changed:
                 await conn.execute('UPDATE "_SCHEMA" SET "schema" = %s WHERE "className" = %s',
                                    (Jsonb(to_postgres_schema(stored)), class_name))

@@ -29,7 +29,7 @@ from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import STARTUP_CLASSES, USER_INTERNAL_FIELDS, ClassSchema
 from parsectl.storage.base import StoredObject
 from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
-from parsectl.storage.sqlite_query import Compiler, regex_match
+from parsectl.storage.sqlite_query import Compiler, regex_match, start_regex_budget
 
 _COLUMN_SQL = {"Number": "NUMERIC", "Boolean": "INTEGER"}
 
@@ -209,7 +209,12 @@ class SQLiteAdapter:
                 if ftype["type"] == "Relation":
                     self._create_join_table(name, class_name)
                 elif name not in existing:
-                    db.execute(f"ALTER TABLE {quote(class_name)} ADD COLUMN {quote(name)} {_column_type(ftype)}")
+                    try:
+                        db.execute(f"ALTER TABLE {quote(class_name)} ADD COLUMN {quote(name)} {_column_type(ftype)}")
+                    except sqlite3.OperationalError as exc:
+                        if "too many columns" in str(exc):
+                            raise ParseError(errors.INVALID_JSON, f"Could not add field {name}") from None
+                        raise
             self._write_schema(stored)
             return stored
 
@@ -285,6 +290,8 @@ class SQLiteAdapter:
 
     def _missing_table(self, exc: sqlite3.OperationalError) -> bool:
         text = str(exc)
+        if "user-defined function raised exception" in text:
+            raise ParseError(errors.INVALID_QUERY, "The $regex took too long; simplify it") from None
         return "no such table" in text or "no such column" in text
 
     async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
@@ -295,6 +302,7 @@ class SQLiteAdapter:
         if limit is not None or skip:
             sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(skip)}"
         try:
+            start_regex_budget()
             rows = self.db.execute(sql, compiler.params).fetchall()
         except sqlite3.OperationalError as exc:
             if self._missing_table(exc):
@@ -308,6 +316,7 @@ class SQLiteAdapter:
         compiler = Compiler(schema)
         sql = f"EXPLAIN QUERY PLAN {select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
         try:
+            start_regex_budget()
             rows = self.db.execute(sql, compiler.params).fetchall()
         except sqlite3.OperationalError as exc:
             if self._missing_table(exc):
@@ -319,6 +328,7 @@ class SQLiteAdapter:
         compiler = Compiler(schema)
         sql = f"SELECT COUNT(*) FROM {quote(schema.class_name)} WHERE {compiler.compile(where)}"
         try:
+            start_regex_budget()
             return int(self.db.execute(sql, compiler.params).fetchone()[0])
         except sqlite3.OperationalError as exc:
             if self._missing_table(exc):
@@ -392,6 +402,7 @@ class SQLiteAdapter:
         updated: list[StoredObject] = []
         with self._write() as db:
             try:
+                start_regex_budget()
                 rows = db.execute(sql, compiler.params).fetchall()
             except sqlite3.OperationalError as exc:
                 if self._missing_table(exc):
@@ -426,6 +437,7 @@ class SQLiteAdapter:
         table = quote(schema.class_name)
         with self._write() as db:
             try:
+                start_regex_budget()
                 ids = [r[0] for r in db.execute(
                     f'SELECT "objectId" FROM {table} WHERE {condition}' + ("" if many else " LIMIT 1"),
                     compiler.params,

@@ -7,6 +7,7 @@ Polygon/Bytes as canonical JSON text (sorted keys), searched with ``json_each``/
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from parsectl.model import codec
@@ -23,6 +24,19 @@ from parsectl.storage.sql import (
 __all__ = ["JSON_TYPES", "Compiler", "canonical_json", "join_table", "quote", "regex_match"]
 
 
+# The time one query may spend in regular expressions (set by the adapter before each statement).
+REGEX_BUDGET_SECONDS = 1.0
+_deadline = [0.0]
+
+
+class RegexTooSlow(Exception):
+    """A ``$regex`` used up the query's time budget."""
+
+
+def start_regex_budget() -> None:
+    _deadline[0] = time.monotonic() + REGEX_BUDGET_SECONDS
+
+
 def regex_match(value: Any, pattern: str, options: str) -> int:
     """The ``parse_regex(value, pattern, options)`` SQL function."""
     if value is None or not isinstance(value, str):
@@ -30,7 +44,13 @@ def regex_match(value: Any, pattern: str, options: str) -> int:
     compiled = compile_regex(pattern, options)
     if compiled is None:
         return 0
-    return 1 if compiled.search(value) else 0
+    remaining = _deadline[0] - time.monotonic()
+    if remaining <= 0:
+        raise RegexTooSlow()
+    try:
+        return 1 if compiled.search(value, timeout=remaining) else 0
+    except TimeoutError:
+        raise RegexTooSlow() from None
 
 
 class Compiler(SQLCompiler):

@@ -8,7 +8,6 @@ A config written by parsectl on the reference's own database must read back thro
 
 from __future__ import annotations
 
-import inspect
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,15 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from parsectl.server import routes
 from tests.support.parsectl_proc import parsectl_server
 from tests.support.servers import RunningServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.reference]
-
-if "register_routes" not in inspect.getsource(routes.Router.__init__):
-    pytest.skip("/config, /purge and /aggregate are not wired into Router yet (issue #9)", allow_module_level=True)
-
 
 def call(srv: RunningServer, method: str, path: str, body: Any = None, master: bool = True,
          params: dict[str, str] | None = None) -> httpx.Response:

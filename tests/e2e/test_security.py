@@ -562,10 +562,8 @@ PROTECTED = [
         "query": {"className": w.prot_cls, "where": {}}, "key": "ssn"}}}), (400, 119),
          reference_500="$dontSelect on a hidden field"),
     Case("aggregate", lambda a, w: a.get(f"/aggregate/{w.prot_cls}", params={"group": json.dumps(
-        {"objectId": "$ssn"})}), (403, None),
-         parsectl_xfail="no /aggregate route: 404 with an HTML body"),
-    Case("distinct", lambda a, w: a.get(f"/aggregate/{w.prot_cls}", params={"distinct": "ssn"}), (403, None),
-         parsectl_xfail="no /aggregate route: 404 with an HTML body"),
+        {"objectId": "$ssn"})}), (403, None)),
+    Case("distinct", lambda a, w: a.get(f"/aggregate/{w.prot_cls}", params={"distinct": "ssn"}), (403, None)),
     # _User: email is protected by default; internal fields never readable
     Case("user_email_eq", guesses(users, lambda w, ok: {"email": w.alice["email"] if ok else "x@y.z"}), (400, 119),
          oracle=True),
@@ -662,9 +660,7 @@ ACL_BYPASS = [
                                                        "body": {"name": "x"}}), (200, None)),
     Case("batch_master_only", lambda a, w: a.batch({"method": "PUT", "path": "/config",
                                                      "body": {"params": {"x": 1}}},
-                                                    {"method": "GET", "path": "/schemas"}), (200, None),
-         parsectl_xfail="the whole batch fails with 107 'cannot route PUT /config' (no PUT /config route); "
-                        "the reference answers 200 with a 'Permission denied' error per sub-request"),
+                                                    {"method": "GET", "path": "/schemas"}), (200, None)),
     Case("user_update_other", lambda a, w: a.put(f"/users/{w.alice['objectId']}", {"email": "m@evil.test"}),
          (400, 206)),
     Case("user_update_other_password", lambda a, w: a.put(f"/users/{w.alice['objectId']}", {"password": "pwned"}),
@@ -685,8 +681,7 @@ ACL_BYPASS = [
     Case("join_create", lambda a, w: a.post("/classes/_Join:users:_Role", {
         "owningId": w.role_id, "relatedId": w.mallory["objectId"]}), (400, 119)),
     Case("global_config_class", lambda a, w: a.get("/classes/_GlobalConfig"), (400, 119)),
-    Case("global_config_update", lambda a, w: a.put("/config", {"params": {"pwned": True}}), (403, None),
-         parsectl_xfail="no PUT /config route: 404 with an HTML body"),
+    Case("global_config_update", lambda a, w: a.put("/config", {"params": {"pwned": True}}), (403, None)),
     Case("global_config_class_write", lambda a, w: a.post("/classes/_GlobalConfig", {"params": {"pwned": True}}),
          (400, 119)),
     Case("schema_class", lambda a, w: a.get("/classes/_SCHEMA"), (400, 119)),
@@ -758,9 +753,7 @@ ROLE = [
     Case("nest_own_role", _evil_role_then_nest, [(201, None), (404, 101), (200, None)]),
     Case("open_role_acl", lambda a, w: a.put(f"/roles/{w.role_id}", {"ACL": {"*": {"read": True, "write": True}}}),
          (404, 101)),
-    Case("rename_role", lambda a, w: a.put(f"/roles/{w.role_id}", {"name": "Other"}), (404, 101),
-         parsectl_xfail="answers 400/136 'A role's name can only be set before it has been saved.' to a caller "
-                        "who may not write the role at all; the reference checks the ACL first (404/101)"),
+    Case("rename_role", lambda a, w: a.put(f"/roles/{w.role_id}", {"name": "Other"}), (404, 101)),
     Case("duplicate_role_name", lambda a, w: a.post("/roles", {
         "name": w.role_name, "ACL": {w.mallory["objectId"]: {"read": True, "write": True}},
         "users": _add_users(w, w.mallory["objectId"])}), (400, 137)),
@@ -768,9 +761,7 @@ ROLE = [
     Case("user_id_is_role_name", lambda a, w: a.post("/users", {
         "objectId": f"role:{w.role_name}", "username": f"r{w.tag}", "password": "x"}, as_="none"), 400),
     Case("acl_role_in_own_user", lambda a, w: a.put(f"/users/{w.mallory['objectId']}", {
-        "ACL": {f"role:{w.role_name}": {"read": True}}}), (200, None), check=lambda a, w: _own_acl_kept(a, w),
-         parsectl_xfail="a user's non-master ACL update replaces the ACL without forcing the user's own "
-                        "read/write entry back in (parse-server keeps it)"),
+        "ACL": {f"role:{w.role_name}": {"read": True}}}), (200, None), check=lambda a, w: _own_acl_kept(a, w)),
     Case("login_as_without_master", lambda a, w: a.post("/loginAs", {"userId": w.alice["objectId"]}), (400, 119),
          check=_still_mallory),
 ]
@@ -802,19 +793,16 @@ def _fixed_token_invalid(a: Attacker, w: World) -> None:
 
 
 SESSION = [
-    Case("create_with_token", lambda a, w: a.post("/sessions", {"sessionToken": FIXED_TOKEN}), (201, None),
-         parsectl_xfail="clients cannot POST /sessions (119 'Clients aren't allowed to perform the create operation'); the reference creates a session for the caller with a server-generated token"),
+    Case("create_with_token", lambda a, w: a.post("/sessions", {"sessionToken": FIXED_TOKEN}), (201, None)),
     Case("create_for_other_user", lambda a, w: a.post("/sessions", {"user": w.ptr("_User", w.alice["objectId"])}),
-         (201, None), parsectl_xfail="clients cannot POST /sessions (119 'Clients aren't allowed to perform the create operation'); the reference creates a session for the caller with a server-generated token"),
+         (201, None)),
     Case("create_via_class", lambda a, w: a.post("/classes/_Session", {
-        "sessionToken": FIXED_TOKEN, "user": w.ptr("_User", w.alice["objectId"])}), (201, None),
-         parsectl_xfail="clients cannot POST /sessions (119 'Clients aren't allowed to perform the create operation'); the reference creates a session for the caller with a server-generated token"),
+        "sessionToken": FIXED_TOKEN, "user": w.ptr("_User", w.alice["objectId"])}), (201, None)),
     Case("create_anonymous", lambda a, w: a.post("/sessions", {"sessionToken": FIXED_TOKEN}, as_="none"),
-         (400, 209), parsectl_xfail="clients cannot POST /sessions (119 'Clients aren't allowed to perform the create operation'); the reference creates a session for the caller with a server-generated token (without a session: 209 'Session token required.')"),
+         (400, 209)),
     Case("create_server_fields", lambda a, w: a.post("/sessions", {
         "createdWith": {"action": "login", "authProvider": "password"}, "expiresAt": None,
-        "installationId": f"inst-alice-{w.tag}"}), (201, None),
-         parsectl_xfail="clients cannot POST /sessions (119 'Clients aren't allowed to perform the create operation'); the reference creates a session for the caller with a server-generated token"),
+        "installationId": f"inst-alice-{w.tag}"}), (201, None)),
     Case("signup_with_token", lambda a, w: a.post("/users", {"username": f"fix{w.tag}", "password": "x",
                                                              "sessionToken": FIXED_TOKEN}, as_="none"), None),
     Case("login_with_token_body", lambda a, w: a.post("/login", {
@@ -861,18 +849,12 @@ def _not_victim(a: Attacker, w: World) -> None:
 AUTHDATA = [
     Case("empty_id", lambda a, w: a.post("/users", _anon(""), as_="none"), None),
     Case("null_id", lambda a, w: a.post("/users", _anon(None), as_="none"), None),
-    Case("ne_null_id", lambda a, w: a.post("/users", _anon({"$ne": None}), as_="none"), (400, 162),
-         parsectl_xfail="invalid anonymous auth ids answer 252 'This authentication method is unsupported.'; the reference 162"),
-    Case("regex_id", lambda a, w: a.post("/users", _anon({"$regex": "^anon-victim"}), as_="none"), (400, 162),
-         parsectl_xfail="invalid anonymous auth ids answer 252 'This authentication method is unsupported.'; the reference 162"),
-    Case("exists_id", lambda a, w: a.post("/users", _anon({"$exists": True}), as_="none"), (400, 162),
-         parsectl_xfail="invalid anonymous auth ids answer 252 'This authentication method is unsupported.'; the reference 162"),
-    Case("in_id", lambda a, w: a.post("/users", _anon({"$in": [w.victim_anon["anon_id"]]}), as_="none"), (400, 162),
-         parsectl_xfail="invalid anonymous auth ids answer 252 'This authentication method is unsupported.'; the reference 162"),
-    Case("array_id", lambda a, w: a.post("/users", _anon([w.victim_anon["anon_id"]]), as_="none"), (400, 162),
-         parsectl_xfail="invalid anonymous auth ids answer 252 'This authentication method is unsupported.'; the reference 162"),
-    Case("empty_provider", lambda a, w: a.post("/users", {"authData": {"anonymous": {}}}, as_="none"), (400, 200),
-         parsectl_xfail="authData {anonymous: {}} answers 252; the reference ignores it and asks for a username (200)"),
+    Case("ne_null_id", lambda a, w: a.post("/users", _anon({"$ne": None}), as_="none"), (400, 162)),
+    Case("regex_id", lambda a, w: a.post("/users", _anon({"$regex": "^anon-victim"}), as_="none"), (400, 162)),
+    Case("exists_id", lambda a, w: a.post("/users", _anon({"$exists": True}), as_="none"), (400, 162)),
+    Case("in_id", lambda a, w: a.post("/users", _anon({"$in": [w.victim_anon["anon_id"]]}), as_="none"), (400, 162)),
+    Case("array_id", lambda a, w: a.post("/users", _anon([w.victim_anon["anon_id"]]), as_="none"), (400, 162)),
+    Case("empty_provider", lambda a, w: a.post("/users", {"authData": {"anonymous": {}}}, as_="none"), (400, 200)),
     Case("dollar_provider", lambda a, w: a.post("/users", {"authData": {"$ne": {"id": "x"}}}, as_="none"),
          (400, 252)),
     Case("empty_id_twice", lambda a, w: [a.post("/users", _anon(""), as_="none") for _ in range(2)], None,
@@ -882,8 +864,7 @@ AUTHDATA = [
         "id": "x", "access_token": "y"}}}, as_="none"), {(404, 101), (400, 252)}),
     Case("link_victims_id", lambda a, w: a.put(f"/users/{w.mallory['objectId']}", _anon(w.victim_anon["anon_id"])),
          (400, 208), check=lambda a, w: None),
-    Case("link_operator_id", lambda a, w: a.put(f"/users/{w.mallory['objectId']}", _anon({"$ne": None})), (400, 162),
-         parsectl_xfail="linking an operator id answers 121 'Nested keys should not contain the $'; the reference 162"),
+    Case("link_operator_id", lambda a, w: a.put(f"/users/{w.mallory['objectId']}", _anon({"$ne": None})), (400, 162)),
     Case("link_to_victim_account", lambda a, w: a.put(f"/users/{w.victim_anon['objectId']}", _anon("mine")),
          (400, 206)),
     Case("unlink_victim", lambda a, w: a.put(f"/users/{w.victim_anon['objectId']}", {
@@ -927,9 +908,7 @@ OVERSIZED = [
     Case("nested_or_where", lambda a, w: a.find(w.open_cls, _nested_or(200)), None),
     Case("nested_and_where_wide", lambda a, w: a.find(w.open_cls, {"$and": [_nested_or(8)] * 8}), None),
     Case("huge_body", _raw_post(_open, lambda: b'{"name": "' + b"x" * (25 * 1024 * 1024) + b'"}'), (413, None)),
-    Case("many_keys", lambda a, w: a.post(f"/classes/{w.open_cls}", {f"k{i}": i for i in range(5000)}), (400, 107),
-         parsectl_xfail="5000 new fields: 500 (SQLite 'too many columns'; PostgreSQL's column limit likewise); "
-                        "the reference answers 400/107 'Could not add field k1593'"),
+    Case("many_keys", lambda a, w: a.post(f"/classes/{w.open_cls}", {f"k{i}": i for i in range(5000)}), (400, 107)),
     Case("long_field_name", lambda a, w: a.post(f"/classes/{w.open_cls}", {"k" * 10_000: 1}), None),
     Case("long_class_name", lambda a, w: a.post("/classes/" + "C" * 10_000, {"name": "x"}), None),
     Case("deep_include", lambda a, w: a.find(w.holder_cls, include=".".join(["ptr"] * 500)), None),
@@ -963,7 +942,7 @@ EVIL_REGEXES = {
 }
 REDOS_TIMEOUT = 10.0
 PROMPT = 2.0
-REDOS_PARSECTL_STALLS = {"nested_quantifier", "alternation", "overlapping_optional"}
+REDOS_PARSECTL_STALLS: set[str] = set()  # fixed: parsectl bounds $regex time per query (regex engine with timeouts)
 REDOS_PARSECTL_XFAIL = ("$regex on SQLite runs a backtracking regex (Python re, the parse_regex SQL function) "
                         "inside the request: a catastrophic pattern stalls the whole server, other requests time out")
 

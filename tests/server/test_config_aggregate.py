@@ -7,15 +7,7 @@ from typing import Any
 
 import pytest
 
-from parsectl.server.config_api import register_routes
 from tests.server.conftest import Client
-
-
-@pytest.fixture(autouse=True)
-def _routes(client: Client) -> None:
-    """Until Router.__init__ calls register_routes (issue #9 wiring), add the routes to this app here."""
-    if client.api.router.match("GET", "/config") is None:
-        register_routes(client.api.router)
 
 
 def _agg(client: Client, class_name: str, master: bool = True, **params: Any) -> Any:
