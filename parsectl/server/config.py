@@ -50,6 +50,7 @@ class ServerOptions:
     enforce_private_users: bool = True
     protected_fields: dict[str, Any] | None = None
     enable_anonymous_users: bool = True
+    auth: dict[str, Any] | None = None
     # email verification, password reset and their pages (validated by parsectl.server.account)
     email_adapter: Any = None
     app_name: str | None = None
@@ -78,7 +79,7 @@ class ServerOptions:
         "filesAdapter": "files_adapter", "fileUpload": "file_upload", "preserveFileName": "preserve_file_name",
         "readOnlyMasterKey": "read_only_master_key", "sessionLength": "session_length",
         "enforcePrivateUsers": "enforce_private_users", "protectedFields": "protected_fields",
-        "enableAnonymousUsers": "enable_anonymous_users",
+        "enableAnonymousUsers": "enable_anonymous_users", "auth": "auth",
         "emailAdapter": "email_adapter", "appName": "app_name", "verifyUserEmails": "verify_user_emails",
         "preventLoginWithUnverifiedEmail": "prevent_login_with_unverified_email",
         "preventSignupWithUnverifiedEmail": "prevent_signup_with_unverified_email",
@@ -157,6 +158,8 @@ class ServerOptions:
             self.session_length = int(self.session_length)
         if isinstance(self.session_length, bool) or not isinstance(self.session_length, int) or self.session_length < 1:
             fail("sessionLength", "must be a positive number of seconds")
+        if self.auth is not None and not isinstance(self.auth, dict):
+            fail("auth", "must be an object of providers such as {\"myprovider\": {\"module\": \"pkg.mod:validate\"}}")
         if not isinstance(self.enforce_private_users, bool):
             fail("enforcePrivateUsers", "must be true or false")
         if self.protected_fields is not None and not isinstance(self.protected_fields, dict):

@@ -74,6 +74,7 @@ class RestService:
         self.storage = storage
         self.schemas = schemas
         self.sessions = users.Sessions(self)
+        self.auth_providers = users.AuthProviders(options.auth, options.enable_anonymous_users)
 
     # --- URLs -----------------------------------------------------------------------------------------
     def server_url(self) -> str:
@@ -447,6 +448,7 @@ class RestService:
         auth_data = body.get("authData") if isinstance(body, dict) else None
         if auth_data is not None:
             users.validate_auth_data(auth_data, self._auth_providers())
+            await self.auth_providers.validate(auth_data)
             if not users.provided_auth_data(auth_data):
                 body = {k: v for k, v in body.items() if k != "authData"}
                 object_id, response = await self.create(auth, "_User", body)
@@ -510,7 +512,7 @@ class RestService:
         return 201, object_id, response
 
     def _auth_providers(self) -> set[str]:
-        return {"anonymous"} if self.options.enable_anonymous_users else set()
+        return self.auth_providers.names()
 
     async def create_many(self, auth: Auth, class_name: str, bodies: list[Any]
                           ) -> list[dict[str, Any] | ParseError]:
@@ -576,6 +578,7 @@ class RestService:
             await self._user_fields(schema, fields, object_id)
             if "authData" in fields:
                 users.validate_auth_data(fields["authData"], self._auth_providers())
+                await self.auth_providers.validate(fields["authData"])
                 others = [u for u in await users.users_with_auth_data(self, fields["authData"])
                           if u["objectId"] != object_id]
                 if others:

@@ -250,3 +250,57 @@ async def users_with_auth_data(rest: RestService, auth_data: dict[str, Any]) -> 
     if not clauses:
         return []
     return await rest.storage.find(schema, query.Or(clauses), limit=2)
+
+
+class AuthProviders:
+    """Third-party log-in providers (parse-server's ``auth`` option) besides anonymous users.
+
+    ``auth = {"myprovider": {"module": "package.module:validate", ...options}}`` (or, from Python, the
+    function itself). ``validate(auth_data, options)`` — sync or async — checks one provider's authData
+    (e.g. a token against the provider's API) and raises :class:`ParseError` to refuse; any other exception
+    refuses with 101 "<provider> auth is invalid for this user."."""
+
+    def __init__(self, config: dict[str, Any] | None, anonymous: bool) -> None:
+        self.hooks: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self.anonymous = anonymous
+        for provider, spec in (config or {}).items():
+            if provider == "anonymous":
+                continue
+            if callable(spec):
+                self.hooks[provider] = (spec, {})
+                continue
+            if not isinstance(spec, dict) or not isinstance(spec.get("module"), str):
+                raise ValueError(f"option 'auth.{provider}' must be {{\"module\": \"package.module:function\"}}")
+            self.hooks[provider] = (_load_callable(provider, spec["module"]),
+                                    {k: v for k, v in spec.items() if k != "module"})
+
+    def names(self) -> set[str]:
+        return set(self.hooks) | ({"anonymous"} if self.anonymous else set())
+
+    async def validate(self, auth_data: dict[str, Any]) -> None:
+        for provider, data in provided_auth_data(auth_data).items():
+            hook = self.hooks.get(provider)
+            if hook is None:
+                continue
+            function, options = hook
+            try:
+                outcome = function(data, options)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except ParseError:
+                raise
+            except Exception:  # noqa: BLE001 - a provider's refusal, whatever form it takes
+                raise ParseError(errors.OBJECT_NOT_FOUND, f"{provider} auth is invalid for this user.") from None
+
+
+def _load_callable(provider: str, target: str) -> Any:
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), attr or "validate")
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"option 'auth.{provider}': cannot load {target!r} ({exc})") from None
+    if not callable(function):
+        raise ValueError(f"option 'auth.{provider}': {target!r} is not callable")
+    return function

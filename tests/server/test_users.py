@@ -305,3 +305,30 @@ def test_upgrade_to_revocable_session(client: Client, database_uri: str) -> None
     again = client.request("POST", "/upgradeToRevocableSession",
                            headers={"X-Parse-Session-Token": "c1tEDx6QAjE8aGZnKK4fhS2R0"})
     assert again.json()["code"] == 209  # the legacy token is used up
+
+
+def test_third_party_auth_provider_hook(database_uri: str) -> None:
+    from parsectl.model.errors import ParseError
+    from tests.server.conftest import make_client
+
+    seen = []
+
+    async def validate(auth_data: dict, options: dict) -> None:
+        seen.append((auth_data["id"], options))
+        if auth_data.get("access_token") != f"token-of-{auth_data['id']}":
+            raise ParseError(101, "myco auth is invalid for this user.")
+
+    c = make_client(database_uri, auth={"myco": validate})
+    try:
+        good = {"myco": {"id": "u1", "access_token": "token-of-u1"}}
+        first = c.request("POST", "/users", json={"authData": good})
+        assert first.status_code == 201 and first.json()["sessionToken"].startswith("r:")
+        again = c.request("POST", "/users", json={"authData": good})
+        assert again.status_code == 200 and again.json()["objectId"] == first.json()["objectId"]
+        r = c.request("POST", "/users", json={"authData": {"myco": {"id": "u1", "access_token": "stolen"}}})
+        assert (r.status_code, r.json()) == (404, {"code": 101, "error": "myco auth is invalid for this user."})
+        r = c.request("POST", "/users", json={"authData": {"other": {"id": "x"}}})
+        assert (r.status_code, r.json()["code"]) == (400, 252)
+        assert [s[0] for s in seen] == ["u1", "u1", "u1"]
+    finally:
+        c.close()
