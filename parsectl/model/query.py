@@ -400,6 +400,18 @@ def _list_param(value: Any) -> list[str]:
     return [part for part in str(value).split(",") if part]
 
 
+def where_json(where: Any) -> Any:
+    """A ``where`` given as a JSON string (as in a query string) decoded; 107 if it is not JSON."""
+    if isinstance(where, str):
+        import orjson
+
+        try:
+            return orjson.loads(where)
+        except orjson.JSONDecodeError:
+            raise ParseError(errors.INVALID_JSON, "where parameter is not valid JSON") from None
+    return where
+
+
 def parse_find_options(params: dict[str, Any], *, master: bool, default_limit: int = 100,
                        max_limit: int | None = None, allowed: frozenset[str] = FIND_PARAMS) -> FindOptions:
     """Validate find parameters (102 for an unknown one) and parse them."""
@@ -407,15 +419,7 @@ def parse_find_options(params: dict[str, Any], *, master: bool, default_limit: i
         if name not in allowed:
             raise ParseError(errors.INVALID_QUERY, f"Invalid parameter for query: {name}")
     opts = FindOptions()
-    where = params.get("where")
-    if isinstance(where, str):
-        import orjson
-
-        try:
-            where = orjson.loads(where)
-        except orjson.JSONDecodeError:
-            raise ParseError(errors.INVALID_JSON, "where parameter is not valid JSON") from None
-    opts.where = parse_where(where, master=master)
+    opts.where = parse_where(where_json(params.get("where")), master=master)
     opts.limit = _int_param("limit", params["limit"]) if "limit" in params else default_limit
     if opts.limit < 0:
         opts.limit = default_limit

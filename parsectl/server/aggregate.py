@@ -777,12 +777,7 @@ class AggregateAPI:
         if schema is None:
             return Response.json({"results": []})
         if distinct:
-            where = params.get("where")
-            if isinstance(where, str):
-                try:
-                    where = orjson.loads(where)
-                except orjson.JSONDecodeError:
-                    raise ParseError(errors.INVALID_JSON, "where parameter is not valid JSON") from None
+            where = query.where_json(params.get("where"))
             return Response.json({"results": await self.distinct(schema, str(distinct), where)})
         return Response.json({"results": await self.aggregate(schema, stages)})
 
