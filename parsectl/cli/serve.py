@@ -168,7 +168,7 @@ def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool)
 
     common: dict[str, Any] = {
         "host": host, "port": port, "access_log": verbose, "log_level": "info" if verbose else "warning",
-        "lifespan": "on", "server_header": False, "date_header": True, "timeout_graceful_shutdown": 10,
+        "lifespan": "on", "server_header": False, "proxy_headers": False, "date_header": True, "timeout_graceful_shutdown": 10,
     }
     if workers > 1:
         _run_workers(api, host, port, workers, common)

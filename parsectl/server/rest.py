@@ -583,6 +583,15 @@ class RestService:
                           if u["objectId"] != object_id]
                 if others:
                     raise ParseError(208, "this auth is already used")
+                # linking adds a provider and unlinking ({"provider": null}) removes one; the rest stay
+                current = await self.storage.find(schema, query.Compare("objectId", "eq", object_id), limit=1)
+                merged = dict((current[0].get("authData") or {}) if current else {})
+                for provider, data in fields["authData"].items():
+                    if data is None:
+                        merged.pop(provider, None)
+                    else:
+                        merged[provider] = data
+                fields["authData"] = merged or None
         if class_name == "_Role":
             if "name" in fields:
                 if not auth.master and not await self.storage.find(  # the ACL answers first, as parse-server

@@ -735,7 +735,10 @@ class MongoAdapter:
                 sets[key] = top_level({"type": "Date"}, change)
                 continue
             if is_user and name == "authData":
-                if isinstance(change, dict):
+                if isinstance(change, dict):  # the whole authData: providers it lacks are unlinked
+                    for key in auth_keys:
+                        if change.get(key[len("_auth_data_"):]) is None:
+                            unsets[key] = ""
                     for provider, data in change.items():
                         if data is None:
                             unsets[f"_auth_data_{provider}"] = ""
@@ -800,8 +803,7 @@ class MongoAdapter:
         coll = self._coll(schema.class_name)
         relation_ops = {n: c for n, c in changes.items() if isinstance(c, RelationOp)}
         auth_keys: list[str] = []
-        if schema.class_name == "_User" and (changes.get("authData", 0) is None
-                                             or isinstance(changes.get("authData"), Delete)):
+        if schema.class_name == "_User" and "authData" in changes:
             async for doc in coll.find(flt):
                 auth_keys.extend(k for k in doc if k.startswith("_auth_data_") and k not in auth_keys)
         update = await self._update_document(schema, changes, auth_keys)

@@ -332,3 +332,23 @@ def test_third_party_auth_provider_hook(database_uri: str) -> None:
         assert [s[0] for s in seen] == ["u1", "u1", "u1"]
     finally:
         c.close()
+
+
+def test_link_and_unlink_keep_other_providers(database_uri: str) -> None:
+    from tests.server.conftest import make_client
+
+    c = make_client(database_uri, auth={"myco": lambda data, options: None})
+    try:
+        user = c.request("POST", "/users", json={"username": "linker", "password": "pw"}).json()
+        h = as_user(user["sessionToken"])
+        anon = {"anonymous": {"id": "11111111-0000-4000-8000-000000000000"}}
+        assert c.request("PUT", f"/users/{user['objectId']}", json={"authData": anon}, headers=h).status_code == 200
+        myco = {"myco": {"id": "m1"}}
+        assert c.request("PUT", f"/users/{user['objectId']}", json={"authData": myco}, headers=h).status_code == 200
+        me = c.request("GET", "/users/me", headers=h).json()
+        assert me["authData"] == {**anon, **myco}
+        r = c.request("PUT", f"/users/{user['objectId']}", json={"authData": {"anonymous": None}}, headers=h)
+        assert r.status_code == 200
+        assert c.request("GET", "/users/me", headers=h).json()["authData"] == myco
+    finally:
+        c.close()
