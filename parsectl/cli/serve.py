@@ -170,6 +170,10 @@ def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool)
         "host": host, "port": port, "access_log": verbose, "log_level": "info" if verbose else "warning",
         "lifespan": "on", "server_header": False, "proxy_headers": False, "date_header": True, "timeout_graceful_shutdown": 10,
     }
+    trusted = api.get("trustProxy")
+    if trusted:  # parse-server's trustProxy: only then is X-Forwarded-For believed (e.g. for masterKeyIps)
+        common["proxy_headers"] = True
+        common["forwarded_allow_ips"] = "*" if trusted is True else ",".join(trusted)
     if workers > 1:
         _run_workers(api, host, port, workers, common)
     else:

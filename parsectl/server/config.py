@@ -51,6 +51,7 @@ class ServerOptions:
     protected_fields: dict[str, Any] | None = None
     enable_anonymous_users: bool = True
     auth: dict[str, Any] | None = None
+    trust_proxy: list[str] | bool = False
     # email verification, password reset and their pages (validated by parsectl.server.account)
     email_adapter: Any = None
     app_name: str | None = None
@@ -79,7 +80,7 @@ class ServerOptions:
         "filesAdapter": "files_adapter", "fileUpload": "file_upload", "preserveFileName": "preserve_file_name",
         "readOnlyMasterKey": "read_only_master_key", "sessionLength": "session_length",
         "enforcePrivateUsers": "enforce_private_users", "protectedFields": "protected_fields",
-        "enableAnonymousUsers": "enable_anonymous_users", "auth": "auth",
+        "enableAnonymousUsers": "enable_anonymous_users", "auth": "auth", "trustProxy": "trust_proxy",
         "emailAdapter": "email_adapter", "appName": "app_name", "verifyUserEmails": "verify_user_emails",
         "preventLoginWithUnverifiedEmail": "prevent_login_with_unverified_email",
         "preventSignupWithUnverifiedEmail": "prevent_signup_with_unverified_email",
