@@ -309,6 +309,7 @@ class Case:
     oracle: bool = False  # the answers must all be equal (normalized): the attack compares guesses
     reference_500: str | None = None  # the reference answers 500 here: its run is xfail; parsectl must 4xx
     parsectl_xfail: str | None = None  # a known parsectl failure (xfail strict): reported for fixing
+    reference_flaky: str | None = None  # the reference sometimes drops the connection here: non-strict xfail
 
 
 def check_expect(case: Case, answers: list[httpx.Response]) -> None:
@@ -358,6 +359,8 @@ def params_for(cases: list[Case]) -> list:
                 marks.append(pytest.mark.reference)
             if kind == "reference" and case.reference_500:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"reference answers 500: {case.reference_500}"))
+            if kind == "reference" and case.reference_flaky:
+                marks.append(pytest.mark.xfail(strict=False, reason=f"reference is flaky: {case.reference_flaky}"))
             if kind != "reference" and case.parsectl_xfail:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"parsectl: {case.parsectl_xfail}"))
             out.append(pytest.param(kind, case, marks=marks, id=f"{kind}-{case.name}"))
@@ -481,7 +484,7 @@ PROTO = [
          (400, 105)),
     Case("schema_proto", lambda a, w: a.req("PUT", f"/schemas/{w.open_cls}", content=json.dumps(
         {"fields": {"__proto__": {"type": "String"}}}).encode(), headers={"Content-Type": "application/json"}),
-         (403, None)),
+         (403, None), reference_flaky="node parse-server sometimes resets the connection on this schema update"),
 ]
 for _c in PROTO:
     _c.check = _not_polluted
