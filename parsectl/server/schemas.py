@@ -74,6 +74,12 @@ class SchemaController:
             if ftype["type"] in ("Pointer", "Relation"):
                 check_class_name(ftype["targetClass"])
         schema = await self.storage.add_fields(schema.class_name, new)
+        # Another request may have added other fields meanwhile and cached a newer schema while this
+        # one waited: keep what the cache knows, so a late answer never drops a field from it.
+        cached = self._cache.get(schema.class_name)
+        if cached is not None and cached is not schema:
+            for name, ftype in cached.fields.items():
+                schema.fields.setdefault(name, ftype)
         self._cache[schema.class_name] = schema
         return schema
 
