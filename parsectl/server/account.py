@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from parsectl.model import codec, errors, query
 from parsectl.model.errors import ParseError
-from parsectl.model.ops import Delete
+from parsectl.model.ops import Delete, Increment
 from parsectl.model.schema import USER_INTERNAL_FIELDS
 from parsectl.server import users
 from parsectl.server.email import EmailAdapter
@@ -176,10 +176,12 @@ class AccountOptions:
         if policy.get("resetTokenReuseIfValid") and not policy.get("resetTokenValidityDuration"):
             raise ValueError("option 'passwordPolicy.resetTokenReuseIfValid' needs resetTokenValidityDuration")
         lockout = self.account_lockout
-        for key in ("duration", "threshold"):
-            if key in lockout and (isinstance(lockout[key], bool) or not isinstance(lockout[key], int | float)
-                                   or lockout[key] <= 0):
+        for key in ("duration", "threshold") if lockout else ():
+            if key not in lockout or isinstance(lockout[key], bool) or not isinstance(lockout[key], int | float) \
+                    or lockout[key] <= 0:
                 raise ValueError(f"option 'accountLockout.{key}' must be a positive number")
+        if lockout and not isinstance(lockout["threshold"], int):
+            raise ValueError("option 'accountLockout.threshold' must be a whole number of failed log-ins")
         if "unlockOnPasswordReset" in lockout:
             _bool("accountLockout.unlockOnPasswordReset", lockout["unlockOnPasswordReset"])
         pages = self.pages
@@ -295,6 +297,32 @@ class AccountService:
         if self.options.email_verify_token_validity_duration:
             fields["_email_verify_token_expires_at"] = _future_date(self.options.email_verify_token_validity_duration)
         return fields
+
+    async def handle_login_attempt(self, user: dict[str, Any], password_ok: bool) -> None:
+        """accountLockout, as parse-server applies it to every log-in with a known username: a locked
+        account answers 101 whatever the password; a wrong password counts, and reaching the threshold
+        locks the account for ``duration`` minutes; a right one resets the count. These writes leave
+        ``updatedAt`` alone, as node's do."""
+        lockout = self.options.account_lockout
+        if not lockout:
+            return
+        threshold, duration = lockout["threshold"], lockout["duration"]
+        count = user.get("_failed_login_count")
+        count = count if isinstance(count, int | float) and not isinstance(count, bool) else 0
+        expires = user.get("_account_lockout_expires_at")
+        if count >= threshold and expires is not None and not _expired(expires):
+            raise ParseError(errors.OBJECT_NOT_FOUND, "Your account is locked due to multiple failed login "
+                                                      f"attempts. Please try again after {duration} minute(s)")
+        schema = await self._schema()
+        if schema is None:
+            return
+        if password_ok:
+            await self.rest.storage.update(schema, self._by_id(user), {"_failed_login_count": 0})
+            return
+        rows = await self.rest.storage.update(schema, self._by_id(user), {"_failed_login_count": Increment(1)})
+        if rows and (rows[0].get("_failed_login_count") or 0) >= threshold:
+            await self.rest.storage.update(schema, self._by_id(user),
+                                           {"_account_lockout_expires_at": _future_date(duration * 60)})
 
     def check_login_allowed(self, user: dict[str, Any], *, master: bool = False,
                             ignore_email_verification: bool = False) -> None:

@@ -90,7 +90,11 @@ class UserRoutes:
                 username and not isinstance(username, str)):
             raise invalid
         stored = await users.find_user_for_login(self.rest, username, email)
-        if stored is None or not await users.check_password(password, stored.get("_hashed_password")):
+        if stored is None:
+            raise invalid
+        password_ok = await users.check_password(password, stored.get("_hashed_password"))
+        await self.rest.account.handle_login_attempt(stored, password_ok)
+        if not password_ok:
             raise invalid
         # a user whose ACL is empty ({}) is locked out, except for the master key
         if not request.auth.master and stored.get("_rperm") == [] and stored.get("_wperm") == []:

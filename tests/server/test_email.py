@@ -200,7 +200,10 @@ def test_account_options_validation() -> None:
            ({"passwordPolicy": {"validatorPattern": "("}}, "passwordPolicy.validatorPattern"),
            ({"passwordPolicy": {"resetTokenReuseIfValid": True}}, "passwordPolicy.resetTokenReuseIfValid"),
            ({"passwordPolicy": {"nope": 1}}, "passwordPolicy.nope"),
-           ({"accountLockout": {"threshold": 0}}, "accountLockout.threshold"),
+           ({"accountLockout": {"threshold": 0, "duration": 5}}, "accountLockout.threshold"),
+           ({"accountLockout": {"threshold": 3}}, "accountLockout.duration"),
+           ({"accountLockout": {"duration": 5}}, "accountLockout.threshold"),
+           ({"accountLockout": {"threshold": 1.5, "duration": 5}}, "accountLockout.threshold"),
            ({"publicServerURL": "localhost"}, "publicServerURL"),
            ({"pages": {"forceRedirect": 1}}, "pages.forceRedirect")]
     for mapping, name in bad:

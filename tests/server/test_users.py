@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from parsectl.model import codec, query
 from tests.server.conftest import Client
 
 
@@ -352,3 +353,39 @@ def test_link_and_unlink_keep_other_providers(database_uri: str) -> None:
         assert c.request("GET", "/users/me", headers=h).json()["authData"] == myco
     finally:
         c.close()
+
+
+def test_account_lockout(database_uri: str) -> None:
+    from tests.server.conftest import make_client
+
+    c = make_client(database_uri, account_lockout={"threshold": 2, "duration": 5})
+    try:
+        user = signup(c, "locky", "right-pw")
+        wrong, right = {"username": "locky", "password": "nope"}, {"username": "locky", "password": "right-pw"}
+        invalid = {"code": 101, "error": "Invalid username/password."}
+        locked = {"code": 101, "error": "Your account is locked due to multiple failed login attempts. "
+                                        "Please try again after 5 minute(s)"}
+        # a right password resets the count: one wrong, one right, one wrong stays unlocked
+        assert c.request("POST", "/login", json=wrong).json() == invalid
+        assert c.request("POST", "/login", json=right).status_code == 200
+        assert c.request("POST", "/login", json=wrong).json() == invalid
+        r = c.request("POST", "/login", json=wrong)
+        assert (r.status_code, r.json()) == (404, invalid)
+        # locked now: the right password is refused too, and so is verifyPassword
+        r = c.request("POST", "/login", json=right)
+        assert (r.status_code, r.json()) == (404, locked)
+        assert c.request("POST", "/verifyPassword", json=right).json() == locked
+        # the lockout writes leave updatedAt alone; an unknown user is still just invalid
+        me = c.request("GET", f"/users/{user['objectId']}", master=True).json()
+        assert me["updatedAt"] == me["createdAt"]
+        assert c.request("POST", "/login", json={"username": "ghost", "password": "x"}).json() == invalid
+        # once the lockout has expired, the right password logs in and resets the count
+        rest = c.api.rest
+        schema = c.loop.run_until_complete(rest.schemas.get("_User"))
+        c.loop.run_until_complete(rest.storage.update(schema, query.Compare("objectId", "eq", user["objectId"]), {
+            "_account_lockout_expires_at": codec.date("2001-01-01T00:00:00.000Z")}))
+        assert c.request("POST", "/login", json=right).status_code == 200
+        assert c.request("POST", "/login", json=wrong).json() == invalid
+    finally:
+        c.close()
+
