@@ -8,6 +8,8 @@ otherwise a cache miss, or a type the cache does not expect, reloads before anyt
 
 from __future__ import annotations
 
+import asyncio
+
 from parsectl.model import codec, errors
 from parsectl.model.codec import FieldType
 from parsectl.model.errors import ParseError
@@ -20,10 +22,15 @@ class SchemaController:
         self.storage = storage
         self._cache: dict[str, ClassSchema] = {}
         self._version: int | None = None
+        self._loading = asyncio.Lock()
 
     async def load(self) -> None:
-        self._version = await self.storage.schema_version()
-        self._cache = await self.storage.load_schemas()
+        # One load at a time: two overlapping loads could finish out of order and leave the older
+        # snapshot in the cache under the newer version, so a field added meanwhile would stay unseen.
+        async with self._loading:
+            version = await self.storage.schema_version()
+            self._cache = await self.storage.load_schemas()
+            self._version = version
 
     async def get(self, class_name: str) -> ClassSchema | None:
         """The class's schema, or None if the class does not exist."""
