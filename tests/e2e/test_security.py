@@ -368,7 +368,12 @@ def params_for(cases: list[Case]) -> list:
 
 
 def run(kind: str, case: Case, request: pytest.FixtureRequest) -> None:
-    run_case(request.getfixturevalue(f"{kind}_server"), case)
+    try:
+        run_case(request.getfixturevalue(f"{kind}_server"), case)
+    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        if kind == "reference":  # node parse-server now and then resets a connection; parsectl never may
+            pytest.xfail(f"node parse-server dropped the connection: {exc}")
+        raise
 
 
 # --------------------------------------------------------------------------------------------
