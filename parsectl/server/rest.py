@@ -135,18 +135,21 @@ class RestService:
     def to_wire(self, schema: ClassSchema, obj: StoredObject, auth: Auth,
                 hidden: set[str] | None = None) -> dict[str, Any]:
         """A stored object as the REST API returns it (``hidden``: protected fields to leave out)."""
-        out: dict[str, Any] = {}
-        if hidden and schema.class_name == "_User" and obj.get("objectId") == auth.user_id:
-            hidden = None  # users see all of their own record
-        elif hidden and has_user_field_rules(schema):
-            hidden = protected_fields(schema, auth, self.options.protected_fields, obj)
-        for key, value in obj.items():
-            if key[0] == "_" or (hidden and key in hidden):
-                continue
-            if isinstance(value, dict) and value.get("__type") == "File":
-                value = {"__type": "File", "name": value["name"], "url": self.file_url(value["name"])}
-            out[key] = value
-        for name, target in schema.relation_fields().items():
+        if hidden:
+            if schema.class_name == "_User" and obj.get("objectId") == auth.user_id:
+                hidden = None  # users see all of their own record
+            elif has_user_field_rules(schema):
+                hidden = protected_fields(schema, auth, self.options.protected_fields, obj)
+        out = {key: value for key, value in obj.items() if key[0] != "_"}
+        if hidden:
+            for key in hidden:
+                out.pop(key, None)
+        files, relations = _wire_shape(schema)
+        for name in files:
+            value = out.get(name)
+            if type(value) is dict and value.get("__type") == "File":
+                out[name] = {"__type": "File", "name": value["name"], "url": self.file_url(value["name"])}
+        for name, target in relations:
             out[name] = codec.relation(target)
         if schema.class_name == "_User" and not auth.master and obj.get("objectId") != auth.user_id:
             out.pop("authData", None)
@@ -737,3 +740,20 @@ def _project(obj: dict[str, Any], keys: list[str] | None, exclude: list[str]) ->
         drop = {k for k in exclude if "." not in k and k not in _ALWAYS_KEYS}
         obj = {k: v for k, v in obj.items() if k not in drop}
     return obj
+
+
+_shapes: dict[int, tuple[ClassSchema, int, tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
+
+
+def _wire_shape(schema: ClassSchema) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The class's File fields (their URLs are filled in) and Relation fields (always shown), computed once
+    per schema object and again when it gains fields."""
+    cached = _shapes.get(id(schema))
+    if cached is not None and cached[0] is schema and cached[1] == len(schema.fields):
+        return cached[2], cached[3]
+    files = tuple(name for name, t in schema.fields.items() if t["type"] == "File")
+    relations = tuple((name, t["targetClass"]) for name, t in schema.fields.items() if t["type"] == "Relation")
+    if len(_shapes) > 4096:
+        _shapes.clear()
+    _shapes[id(schema)] = (schema, len(schema.fields), files, relations)
+    return files, relations
