@@ -46,7 +46,7 @@ from tests.support.servers import RunningServer
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
-SCENARIOS = ("get", "query", "create", "increment", "batch")
+SCENARIOS = ("get", "query", "create", "increment", "batch", "me")
 BATCH_SIZE = 20  # create sub-requests per POST /parse/batch
 PARSECTL_DBS = ("sqlite", "postgres")
 CLASS = "GameScore"
@@ -71,6 +71,7 @@ local SCORE_MAX = @@SCORE_MAX@@
 local IDS = {@@IDS@@}
 local HEADERS = {@@HEADERS@@}
 local INC_BODY = '{"score":{"__op":"Increment","amount":1}}'
+local TOKENS = {@@TOKENS@@}
 local BATCH_SIZE = @@BATCH_SIZE@@
 local BATCH_PATH = "@@PREFIX@@"
 local BATCH_URL = "@@BATCH_URL@@"
@@ -112,6 +113,11 @@ function request()
         .. ',"playerName":"bench' .. math.random(1, 1000) .. '","cheatMode":false}}'
     end
     return wrk.format("POST", BATCH_URL, HEADERS, '{"requests":[' .. table.concat(parts, ",") .. ']}')
+  elseif MODE == "me" then
+    local h = {}
+    for k, v in pairs(HEADERS) do h[k] = v end
+    h["X-Parse-Session-Token"] = TOKENS[math.random(#TOKENS)]
+    return wrk.format("GET", "/parse/users/me", h)
   else
     return wrk.format("PUT", PREFIX .. "/" .. IDS[math.random(#IDS)], HEADERS, INC_BODY)
   end
@@ -184,7 +190,8 @@ def wrk_version(wrk: str) -> str:
     return (out.stdout + out.stderr).splitlines()[0].strip() if (out.stdout + out.stderr) else "?"
 
 
-def lua_script(mode: str, ids: list[str], headers: dict[str, str], seed: int) -> str:
+def lua_script(mode: str, ids: list[str], headers: dict[str, str], seed: int,
+               tokens: list[str] | None = None) -> str:
     def lstr(s: str) -> str:
         return json.dumps(s)  # a JSON string of ASCII ids/headers is a valid Lua string literal
 
@@ -193,6 +200,7 @@ def lua_script(mode: str, ids: list[str], headers: dict[str, str], seed: int) ->
         .replace("@@PREFIX@@", f"/parse/classes/{CLASS}")
         .replace("@@SCORE_MAX@@", str(SCORE_MAX))
         .replace("@@IDS@@", ",".join(lstr(i) for i in ids))
+        .replace("@@TOKENS@@", ",".join(lstr(t) for t in tokens or []))
         .replace("@@HEADERS@@", ",".join(f"[{lstr(k)}]={lstr(v)}" for k, v in headers.items()))
         .replace("@@SEED@@", str(seed))
         .replace("@@BATCH_SIZE@@", str(BATCH_SIZE))
@@ -456,6 +464,22 @@ def _npm_version(pkg: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+ME_USERS = 50
+
+
+def seed_users(target: Target, count: int) -> list[str]:
+    """Sign up ``count`` users (not timed); their session tokens drive the ``me`` scenario."""
+    tokens: list[str] = []
+    with httpx.Client(timeout=30.0, headers=target.server.headers(master=False)) as client:
+        for i in range(count):
+            r = client.post(f"{target.server.server_url}/users",
+                            json={"username": f"bench-user-{i}", "password": f"pw-{i}-bench"})
+            if r.status_code != 201 or "sessionToken" not in r.json():
+                raise RuntimeError(f"{target.name}: sign-up {i} answered {r.status_code} {r.text[:300]!r}")
+            tokens.append(r.json()["sessionToken"])
+    return tokens
+
+
 def seed(target: Target, count: int, rng_seed: int) -> list[str]:
     rng = random.Random(rng_seed)
     ids: list[str] = []
@@ -515,6 +539,7 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
     if args.master:
         headers["X-Parse-Master-Key"] = MASTER_KEY
     inc_ids = ids[:INCREMENT_OBJECTS]
+    tokens = seed_users(target, ME_USERS) if "me" in args.scenarios else []
     out: dict = {"server": target.name, "info": target.info, "scenarios": {}}
     for scen in args.scenarios:
         if not target.alive():
@@ -522,7 +547,7 @@ def bench_target(target: Target, args: argparse.Namespace, wrk: str, workdir: Pa
             continue
         script = workdir / f"{target.name}-{scen}.lua"
         script.write_text(
-            lua_script(scen, inc_ids if scen == "increment" else ids, headers, seed=1000 + len(scen))
+            lua_script(scen, inc_ids if scen == "increment" else ids, headers, seed=1000 + len(scen), tokens=tokens)
         )
         check_before = None
         if scen == "increment":
@@ -695,7 +720,8 @@ def markdown(results: dict) -> str:
         f"{cfg['connections']} keep-alive connections, {cfg['warmup_s']:g} s warm-up + {cfg['duration_s']:g} s "
         f"measured per scenario, wrk -t{cfg['wrk_threads']}, {cfg['seed_count']:,} seeded objects, "
         f"{results['machine']['cpus']} CPUs (wrk on the same machine). `batch` = `POST /parse/batch` with "
-        f"{BATCH_SIZE} creates, counted as requests (batches) per second. ×node = server ÷ node. "
+        f"{BATCH_SIZE} creates, counted as requests (batches) per second; `me` = `GET /parse/users/me` with the "
+        f"session token of one of {ME_USERS} signed-up users. ×node = server ÷ node. "
         "CPU = the server's process tree, plus for PG rows the whole PostgreSQL cluster's process tree "
         "(postmaster, background workers and the backends serving that server; node is stopped before "
         "parsectl runs on the same cluster).",

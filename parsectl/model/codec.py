@@ -60,6 +60,17 @@ def now_iso() -> str:
 _CANONICAL_ISO = re.compile(r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$")
 
 
+def is_canonical_iso(value: str) -> bool:
+    """True for a ``YYYY-MM-DDTHH:MM:SS.mmmZ`` string naming a real day (what the server itself writes)."""
+    if not _CANONICAL_ISO.match(value):
+        return False
+    try:
+        datetime(int(value[:4]), int(value[5:7]), int(value[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_iso(value: Any) -> str:
     """An ISO string in canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` form, or a 111 error."""
     if isinstance(value, str) and _CANONICAL_ISO.match(value):

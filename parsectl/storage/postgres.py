@@ -414,6 +414,9 @@ class PostgresAdapter:
         if kind == "Perm":
             return "%s::text[]", list(value)
         if kind == "Date":
+            iso = value if type(value) is str else value.get("iso") if type(value) is dict else None
+            if iso is not None and codec.is_canonical_iso(iso):
+                return "%s::timestamptz", iso  # PostgreSQL parses the ISO string itself
             return "%s", to_datetime(value)
         if kind == "Pointer":
             return "%s", value["objectId"]
@@ -468,14 +471,16 @@ class PostgresAdapter:
             marks = []
             for name in names:
                 mark, param = row.get(name, ("%s", None))
-                marks.append(mark)
                 params.append(param)
+                marks.append(mark.replace("%s", f"${len(params)}", 1))
             tuples.append("(" + ", ".join(marks) + ")")
         sql = (f"INSERT INTO {quote(schema.class_name)} ({', '.join(quote(n) for n in names)}) "
                f"VALUES {', '.join(tuples)}")
         try:
-            async with self.pool.connection() as conn:
-                await conn.execute(sql, params)
+            # $n placeholders through a raw cursor: psycopg would re-parse a query of this many parameters
+            # for %s on every call (its parse cache stops at 50 parameters)
+            async with self.pool.connection() as conn, psycopg.AsyncRawCursor(conn) as cur:
+                await cur.execute(sql, params)
             return [None] * len(objects)
         except (pg_errors.UniqueViolation, pg_errors.UntranslatableCharacter, pg_errors.CharacterNotInRepertoire,
                 psycopg.DataError):
