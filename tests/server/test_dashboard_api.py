@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,14 @@ def nightly(request):
 
 @cloud.job("weekly")
 def weekly(request):
+    request.message("working")  # a threaded job: the message is written from another thread
     return "ok"
+
+
+@cloud.job("quick")
+async def quick(request):
+    request.message("working")
+    return "done"
 '''
 
 
@@ -51,7 +59,7 @@ def test_job_schedules(client: Client) -> None:
 
     assert client.request("GET", "/cloud_code/jobs", master=True).json() == []
     assert client.request("GET", "/cloud_code/jobs/data", master=True).json() == {
-        "in_use": [], "jobs": ["nightly", "weekly"]}
+        "in_use": [], "jobs": ["nightly", "weekly", "quick"]}
 
     r = client.request("POST", "/cloud_code/jobs", master=True, json={"job_schedule": {"jobName": "nope"}})
     # node answers code 1 (INTERNAL_SERVER_ERROR), hence HTTP 500, with this message
@@ -73,7 +81,7 @@ def test_job_schedules(client: Client) -> None:
     assert {k: row[k] for k in schedule} == schedule
     assert row["objectId"] == created["objectId"] and row["startAfter"].endswith("Z")  # filled in as node does
     assert client.request("GET", "/cloud_code/jobs/data", master=True).json() == {
-        "in_use": ["nightly"], "jobs": ["nightly", "weekly"]}
+        "in_use": ["nightly"], "jobs": ["nightly", "weekly", "quick"]}
 
     r = client.request("PUT", f"/cloud_code/jobs/{created['objectId']}", master=True,
                        json={"job_schedule": {"jobName": "weekly", "startAfter": "2030-01-01T00:00:00.000Z"}})
@@ -99,3 +107,20 @@ def test_job_schedules_without_cloud_code(tmp_path: Path) -> None:
         assert r.json() == {"code": 1, "error": "Cannot Schedule a job that is not deployed"}
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("job, final", [("quick", "done"), ("weekly", "ok")])
+def test_job_message_right_before_the_end_does_not_overwrite_the_result(client: Client, job: str, final: str) -> None:
+    # The dashboard's Job Status page shows the message: it must be the job's result, not the last
+    # progress message written concurrently with the final status.
+    for _ in range(5):
+        r = client.request("POST", f"/jobs/{job}", master=True, json={})
+        status_id = r.headers["x-parse-job-status-id"]
+        for _ in range(300):
+            row = client.request("GET", f"/classes/_JobStatus/{status_id}", master=True).json()
+            if row.get("status") == "succeeded" and "finishedAt" in row:
+                break
+            client.loop.run_until_complete(asyncio.sleep(0.01))
+        client.loop.run_until_complete(asyncio.sleep(0.05))  # a late message write would land by now
+        row = client.request("GET", f"/classes/_JobStatus/{status_id}", master=True).json()
+        assert (row["status"], row["message"]) == ("succeeded", final)
