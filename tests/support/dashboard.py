@@ -37,7 +37,7 @@ def ensure_chromium() -> str:
         fcntl.flock(fh, fcntl.LOCK_EX)  # one install even when several test sessions start together
         if CHROMIUM.exists():
             return str(CHROMIUM)
-        install = [apt, "install", "-y", "--no-install-recommends", "chromium"]
+        install = [apt, "install", "-y", "chromium"]
         proc = subprocess.run(install, capture_output=True, text=True, timeout=900, env=env)
         if proc.returncode != 0:  # a stale package list: refresh it once and try again
             subprocess.run([apt, "update"], capture_output=True, text=True, timeout=600, env=env)
