@@ -135,9 +135,18 @@ def test_run_job(run: DashboardRun) -> None:
     assert rows[0]["message"] == 'tallied {"n": 7}'
 
 
+def test_schedule_job(run: DashboardRun) -> None:
+    run.scenario("scheduleJob")
+    schedules = run.api("GET", "/cloud_code/jobs")
+    assert len(schedules) == 1
+    assert {k: schedules[0][k] for k in ("jobName", "description", "params")} == {
+        "jobName": "tally", "description": "nightly tally", "params": '{"n": 1}'}
+    assert run.api("GET", "/cloud_code/jobs/data") == {"in_use": ["tally"], "jobs": ["tally"]}
+
+
 def test_screenshots_and_no_api_errors(run: DashboardRun) -> None:
     shots = [Path(p) for entry in run.report["scenarios"].values() for p in entry["screenshots"]]
-    assert len(shots) >= 10
+    assert len(shots) >= 12
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000, shot
     # parsectl answered every request the dashboard sent without an error

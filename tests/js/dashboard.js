@@ -155,6 +155,22 @@ const scenarios = {
     await shot(page, 'job-status', taken);
     return { job: 'tally', params: { n: 7 } };
   },
+
+  // Jobs > Schedule a job: a schedule of "tally" (stored through /cloud_code/jobs), then listed.
+  async scheduleJob(page, taken) {
+    await page.goto(appUrl('jobs/new'));
+    await page.getByText('Pick a Job', { exact: true }).waitFor({ timeout: TIMEOUT });
+    await page.locator('input[placeholder="Pick a good name…"]').fill('nightly tally');
+    await page.locator('div[role="combobox"]').first().click();
+    await page.getByRole('option', { name: 'tally', exact: true }).click();
+    await page.locator('textarea').fill('{"n": 1}');
+    await shot(page, 'job-schedule-form', taken);
+    await page.getByRole('button', { name: 'Schedule', exact: true }).click();
+    await page.waitForURL(/jobs\/scheduled/, { timeout: TIMEOUT });
+    await page.getByText('nightly tally', { exact: true }).waitFor({ timeout: TIMEOUT });
+    await shot(page, 'job-scheduled', taken);
+    return { description: 'nightly tally', job: 'tally' };
+  },
 };
 
 async function main() {
