@@ -355,28 +355,36 @@ class CloudRuntime:
         object_id, _ = await rest.create(master, "_JobStatus", {
             "jobName": name, "source": "api", "status": "running", "params": params, "ACL": {}})
         loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[Any]] = []  # message writes the final status must not overtake
 
         def message(text: Any) -> Any:
             update = rest.update(Auth(master=True), "_JobStatus", object_id, {"message": str(text)})
             try:
-                return asyncio.get_running_loop().create_task(update)
+                task = asyncio.get_running_loop().create_task(update)
+                pending.append(task)
+                return task
             except RuntimeError:  # called from a plain (threaded) job
-                return asyncio.run_coroutine_threadsafe(update, loop)
+                future = asyncio.run_coroutine_threadsafe(update, loop)
+                pending.append(asyncio.wrap_future(future, loop=loop))
+                return future
 
         request = await self._request(rest, auth, params=params, job_name=name, job_id=object_id)
         request.message = message  # type: ignore[attr-defined]
-        task = asyncio.create_task(self._run_job(rest, definition, request, object_id))
+        task = asyncio.create_task(self._run_job(rest, definition, request, object_id, pending))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return object_id
 
-    async def _run_job(self, rest: Any, definition: Definition, request: CloudRequest, object_id: str) -> None:
+    async def _run_job(self, rest: Any, definition: Definition, request: CloudRequest, object_id: str,
+                       pending: list[asyncio.Future[Any]]) -> None:
         message: str | None
         try:
             result = await self._invoke(definition, request, f"Job {definition.name}")
             status, message = "succeeded", result if isinstance(result, str) else None
         except ParseError as exc:
             status, message = "failed", exc.message
+        # A message the job set just before it ended is written first, so the final message wins.
+        await asyncio.gather(*pending, return_exceptions=True)
         update: dict[str, Any] = {"status": status, "finishedAt": codec.date(codec.now_iso())}
         if message:
             update["message"] = message

@@ -14,6 +14,7 @@ from parsectl.server.auth import Auth
 from parsectl.server.config_api import register_routes
 from parsectl.server.functions_api import FunctionsAPI
 from parsectl.server.http import Response
+from parsectl.server.jobs_api import register_routes as register_job_schedule_routes
 from parsectl.server.rest import RestService
 from parsectl.server.schemas_api import SchemasAPI
 from parsectl.server.user_routes import UserRoutes
@@ -56,6 +57,7 @@ class Router:
         self.add("PUT", rf"/schemas/{_CLASS}", self.schemas_update)
         self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
         register_routes(self)
+        register_job_schedule_routes(self)
         self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
         self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
         self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
@@ -110,7 +112,7 @@ class Router:
             "features": {
                 "globalConfig": {"create": True, "read": True, "update": True, "delete": True},
                 "hooks": {"create": False, "read": False, "update": False, "delete": False},
-                "cloudCode": {"jobs": False},
+                "cloudCode": {"jobs": True},
                 "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
                 "push": {"immediatePush": False, "scheduledPush": False, "storedPushData": False,
                          "pushAudiences": False, "localization": False},

@@ -17,6 +17,7 @@ from parsectl.model.schema import (
     field_name_is_valid,
     invalid_class_name_message,
 )
+from parsectl.server.schema_indexes import is_mongo, plan_indexes
 from parsectl.server.schemas import SchemaController
 from parsectl.storage.base import StorageAdapter
 
@@ -114,8 +115,6 @@ class SchemasAPI:
         class_name = path_class or body_class
         if not class_name:
             raise ParseError(135, f"POST /schemas{'/' + path_class if path_class else ''} needs a class name.")
-        if "indexes" in body and body["indexes"]:
-            raise ParseError(errors.INVALID_QUERY, "indexes through /schemas are not supported by parsectl yet")
         await self.schemas.load()
         if self.schemas.cached(class_name) is not None:
             raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} already exists.")
@@ -129,19 +128,31 @@ class SchemasAPI:
         _check_geopoints(schema.fields)
         if "classLevelPermissions" in body and body["classLevelPermissions"] is not None:
             schema.clp = check_clp(body["classLevelPermissions"], schema.fields)
+        submitted = body.get("indexes")
+        plan = None
+        if submitted is not None and submitted != {}:
+            # A new class's index keys are its fields without the ACL (node checks the adapter's schema).
+            fields = {n: t for n, t in schema.fields.items() if n != "ACL"}
+            plan = plan_indexes(submitted, {}, fields, mongo=is_mongo(self.storage))
         stored = await self.storage.ensure_class(schema)
         if stored.clp != schema.clp:
             stored = await self.storage.set_class_level_permissions(class_name, schema.clp)
+        out = None
+        if plan is not None:
+            # node stores the map with "_id_" on PostgreSQL, only the submitted ones on MongoDB, and
+            # answers the submitted ones on both.
+            kept = dict(submitted) if is_mongo(self.storage) else plan.indexes
+            stored = await self.storage.set_indexes(class_name, kept, plan.create, plan.drop)
+            out = schema_json(stored)
+            out["indexes"] = dict(submitted)
         await self.schemas.load()
-        return schema_json(stored)
+        return out or schema_json(stored)
 
     async def update(self, class_name: str, body: Any) -> dict[str, Any]:
         body = body if isinstance(body, dict) else {}
         if body.get("className") and body["className"] != class_name:
             raise ParseError(errors.INVALID_CLASS_NAME,
                              f"Class name mismatch between {body['className']} and {class_name}.")
-        if "indexes" in body and body["indexes"]:
-            raise ParseError(errors.INVALID_QUERY, "indexes through /schemas are not supported by parsectl yet")
         await self.schemas.load()
         schema = self.schemas.cached(class_name)
         if schema is None:
@@ -170,12 +181,17 @@ class SchemasAPI:
         clp = body.get("classLevelPermissions")
         if clp is not None:
             check_clp(clp, merged)
+        plan = None
+        if body.get("indexes") is not None:
+            plan = plan_indexes(body["indexes"], schema.indexes, merged, mongo=is_mongo(self.storage))
         if deletes:
             schema = await self.storage.delete_fields(class_name, deletes)
         if new_fields:
             schema = await self.storage.add_fields(class_name, new_fields)
         if clp is not None:
             schema = await self.storage.set_class_level_permissions(class_name, clp)
+        if plan is not None:
+            schema = await self.storage.set_indexes(class_name, plan.indexes, plan.create, plan.drop)
         await self.schemas.load()
         return schema_json(schema)
 

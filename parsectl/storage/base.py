@@ -42,6 +42,11 @@ class StorageAdapter(Protocol):
     async def set_class_level_permissions(self, class_name: str, clp: dict[str, Any]) -> ClassSchema:
         """Store a class's CLPs; return the stored schema."""
 
+    async def set_indexes(self, class_name: str, indexes: dict[str, Any], create: list[tuple[str, dict[str, Any]]],
+                          drop: list[str]) -> ClassSchema:
+        """Drop and create the named indexes (``create``: name and keys), store ``indexes`` as the class's
+        index map (``/schemas`` ``indexes``); return the stored schema."""
+
     async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
         """Drop fields with their data (and relation tables); return the stored schema."""
 

@@ -45,7 +45,7 @@ import orjson
 from bson import json_util
 from bson.int64 import Int64
 from bson.objectid import ObjectId
-from pymongo import AsyncMongoClient, DeleteOne, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import AsyncMongoClient, DeleteOne, IndexModel, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from parsectl.model import codec, errors
@@ -480,6 +480,22 @@ class MongoAdapter:
         await self._stored_schema(class_name)
         await self._coll(SCHEMA_COLLECTION).update_one(
             {"_id": class_name}, {"$set": {"_metadata.class_permissions": clp}})
+        self._version += 1
+        return await self._stored_schema(class_name)
+
+    async def set_indexes(self, class_name: str, indexes: dict[str, Any], create: list[tuple[str, dict[str, Any]]],
+                          drop: list[str]) -> ClassSchema:
+        await self._stored_schema(class_name)
+        coll = self._coll(class_name)
+        try:
+            for name in drop:
+                with contextlib.suppress(OperationFailure):  # already gone: the schema is what counts
+                    await coll.drop_index(name)
+            if create:
+                await coll.create_indexes([IndexModel(list(keys.items()), name=name) for name, keys in create])
+        except OperationFailure as exc:  # e.g. an index type MongoDB does not know
+            raise ParseError(errors.INVALID_QUERY, str((exc.details or {}).get("errmsg") or exc)) from None
+        await self._coll(SCHEMA_COLLECTION).update_one({"_id": class_name}, {"$set": {"_metadata.indexes": indexes}})
         self._version += 1
         return await self._stored_schema(class_name)
 

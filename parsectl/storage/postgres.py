@@ -304,6 +304,19 @@ class PostgresAdapter:
 
         return await self._rewrite_schema(class_name, change)
 
+    async def set_indexes(self, class_name: str, indexes: dict[str, Any], create: list[tuple[str, dict[str, Any]]],
+                          drop: list[str]) -> ClassSchema:
+        # parse-server's createIndexes/dropIndexes: plain indexes on the named columns, key values unused.
+        async def change(conn: psycopg.AsyncConnection[Any], stored: ClassSchema) -> None:
+            for name in drop:
+                await conn.execute(f"DROP INDEX IF EXISTS {quote(name)}")
+            for name, keys in create:
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {quote(class_name)} "
+                                   f"({', '.join(quote(key) for key in keys)})")
+            stored.indexes = indexes
+
+        return await self._rewrite_schema(class_name, change)
+
     async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
         async def change(conn: psycopg.AsyncConnection[Any], stored: ClassSchema) -> None:
             for name in names:

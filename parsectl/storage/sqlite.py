@@ -227,6 +227,22 @@ class SQLiteAdapter:
             self._write_schema(stored)
             return stored
 
+    async def set_indexes(self, class_name: str, indexes: dict[str, Any], create: list[tuple[str, dict[str, Any]]],
+                          drop: list[str]) -> ClassSchema:
+        # As parse-server on PostgreSQL: plain indexes on the named columns (the key values are not used).
+        with self._write() as db:
+            stored = self._read_schema(class_name)
+            if stored is None:
+                raise ParseError(errors.INVALID_CLASS_NAME, f"Class {class_name} does not exist.")
+            for name in drop:
+                db.execute(f"DROP INDEX IF EXISTS {quote(name)}")
+            for name, keys in create:
+                db.execute(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {quote(class_name)} "
+                           f"({', '.join(quote(key) for key in keys)})")
+            stored.indexes = indexes
+            self._write_schema(stored)
+            return stored
+
     async def delete_fields(self, class_name: str, names: list[str]) -> ClassSchema:
         with self._write() as db:
             stored = self._read_schema(class_name)
@@ -239,6 +255,11 @@ class SQLiteAdapter:
                 if ftype["type"] == "Relation":
                     db.execute(f"DROP TABLE IF EXISTS {quote(join_table(name, class_name))}")
                 else:
+                    # SQLite cannot drop an indexed column: its /schemas indexes go first, with the column
+                    for index, keys in list(stored.indexes.items()):
+                        if isinstance(keys, dict) and name in keys:
+                            db.execute(f"DROP INDEX IF EXISTS {quote(index)}")
+                            del stored.indexes[index]
                     db.execute(f"ALTER TABLE {quote(class_name)} DROP COLUMN {quote(name)}")
             self._write_schema(stored)
             return stored
