@@ -363,12 +363,17 @@ class PostgresAdapter:
                    order: list[SortKey] | None = None) -> list[StoredObject]:
         select, layout = self._layout(schema)
         compiler = PostgresCompiler(schema)
-        sql = f"{select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        condition = compiler.compile(where)
+        score, score_params = compiler.score_select()  # $text: the score as a "$score" column
+        if score:
+            columns, _, table = select.partition(" FROM ")
+            select, layout = f"{columns}{score} FROM {table}", [*layout, ("$score", None)]
+        sql = f"{select} WHERE {condition}{compiler.order_by(order or [])}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         if skip:
             sql += f" OFFSET {int(skip)}"
-        return await self._fetch(sql, compiler.params, layout)
+        return await self._fetch(sql, score_params + compiler.params, layout)
 
     async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
                       order: list[SortKey] | None = None) -> Any:
