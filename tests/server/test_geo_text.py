@@ -325,3 +325,12 @@ def test_valid_edge_values_are_accepted(sqlite_client: Client) -> None:
     ]:
         r = sqlite_client.request("GET", "/classes/Place", params={"where": json.dumps({"location": constraint})})
         assert r.status_code == 200, (constraint, r.text)
+
+
+def test_text_refused_by_the_database_is_a_clean_error(places: Client, database_uri: str) -> None:
+    if not on_secantus(database_uri):
+        pytest.skip("only SecantusDB lacks $text")
+    r = places.request("GET", "/classes/Place", params={"where": json.dumps({"text": {"$text": {"$search": {
+        "$term": "coffee"}}}})})
+    assert r.status_code == 400 and r.json()["code"] == 102, r.text
+    assert r.json()["error"].startswith("The database refused this query: ")
