@@ -121,7 +121,9 @@ class GeoTextSQL:
         sql = self._geo_column(node.field, "GeoPoint")
         if sql is None:
             return self.FALSE
-        return self.geo_in_polygon(sql, node.vertices)
+        xs, ys = [x for x, _ in node.vertices], [y for _, y in node.vertices]
+        prefilter = self.geo_box(sql, min(ys), min(xs), max(ys), max(xs))  # the polygon's bounding box
+        return f"({prefilter} AND {self.geo_in_polygon(sql, node.vertices)})"
 
     def _GeoIntersects(self, node: geo_text.GeoIntersects) -> str:
         sql = self._geo_column(node.field, "Polygon")
