@@ -5,7 +5,8 @@ them in Python. Distances are great-circle angles in radians (MongoDB's ``$nearS
 are flat (MongoDB's legacy ``$polygon`` and PostgreSQL's ``polygon`` type); a point on an edge is inside.
 
 Full text follows MongoDB's ``$text``: any of the words, all the "phrases", none of the -negations;
-case- and diacritic-insensitive unless asked; English words are reduced by a light suffix stemmer.
+case- and diacritic-insensitive unless asked; in English, stop words are dropped and words are reduced by a
+light suffix stemmer.
 """
 
 from __future__ import annotations
@@ -117,10 +118,23 @@ def stem_english(word: str) -> str:
     return word
 
 
+# English stop words (as MongoDB's and PostgreSQL's English configurations drop them: they never match).
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between
+both but by can did do does doing don down during each few for from further had has have having he her here
+hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
+off on once only or other our ours ourselves out over own same she should so some such than that the their
+theirs them themselves then there these they this those through to too under until up very was we were what
+when where which while who whom why will with you your yours yourself yourselves
+""".split())
+
+
 def _tokens(text: str, case_sensitive: bool, diacritic_sensitive: bool, stem: bool) -> list[str]:
     if not diacritic_sensitive:
         text = fold(text)
     words = _WORD.findall(text)
+    if stem:  # English
+        words = [w for w in words if w.lower() not in STOP_WORDS]
     if not case_sensitive:
         words = [w.lower() for w in words]
     if stem:

@@ -219,6 +219,8 @@ def test_geo_intersects(places: Client) -> None:
     ({"$term": "ramen", "$language": "none"}, {"Tokyo"}),
     ({"$term": "ramen", "$language": "es"}, {"Tokyo"}),
     ({"$term": "nothinglikethis"}, set()),
+    ({"$term": "the"}, set()),  # an English stop word matches nothing
+    ({"$term": "the lake"}, {"Oakland"}),
 ])
 def test_text(places: Client, database_uri: str, search: dict, expected: set[str]) -> None:
     skip_on_secantus(database_uri, "has no $text operator nor text indexes")
