@@ -119,14 +119,15 @@ def stem_english(word: str) -> str:
 
 
 # English stop words (as MongoDB's and PostgreSQL's English configurations drop them: they never match).
-STOP_WORDS = frozenset("""
+_STOP_TEXT = """
 a about above after again against all am an and any are as at be because been before being below between
 both but by can did do does doing don down during each few for from further had has have having he her here
 hers herself him himself his how i if in into is it its itself just me more most my myself no nor not now of
 off on once only or other our ours ourselves out over own same she should so some such than that the their
 theirs them themselves then there these they this those through to too under until up very was we were what
 when where which while who whom why will with you your yours yourself yourselves
-""".split())
+"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
 def _tokens(text: str, case_sensitive: bool, diacritic_sensitive: bool, stem: bool) -> list[str]:

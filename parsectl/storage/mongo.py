@@ -626,7 +626,7 @@ class MongoAdapter:
         if limit == 0 or flt == MATCH_NONE:
             return []
         coll = self._coll(schema.class_name)
-        await ensure_query_indexes(coll, compiler, self._geo_text_indexes)
+        await ensure_query_indexes(coll, compiler, self._geo_text_indexes, self._coll(SCHEMA_COLLECTION))
         score = score_projection(compiler)
         try:
             if any(key not in ("_id", "_created_at", "_updated_at", SCORE_FIELD) for key, _ in sort):
@@ -702,7 +702,7 @@ class MongoAdapter:
         if flt == MATCH_NONE:
             return 0
         coll = self._coll(schema.class_name)
-        await ensure_query_indexes(coll, compiler, self._geo_text_indexes)
+        await ensure_query_indexes(coll, compiler, self._geo_text_indexes, self._coll(SCHEMA_COLLECTION))
         try:
             return int(await coll.count_documents(flt, **self._op_kwargs()))
         except OperationFailure as exc:

@@ -20,7 +20,10 @@ from parsectl.storage.mongo_query import SCORE_FIELD, MongoCompiler
 log = logging.getLogger(__name__)
 
 
-async def ensure_query_indexes(coll: Any, compiler: MongoCompiler, made: set[tuple[str, str, str]]) -> None:
+async def ensure_query_indexes(coll: Any, compiler: MongoCompiler, made: set[tuple[str, str, str]],
+                               schemas: Any = None) -> None:
+    """Create the indexes ``compiler``'s last query needs; a new text index is also written into the
+    class's ``_SCHEMA._metadata.indexes`` (``schemas``: the _SCHEMA collection), as parse-server does."""
     wanted = [(key, "2d") for key in compiler.near_keys] + [(key, "text") for key in compiler.text_keys]
     for key, kind in wanted:
         marker = (coll.name, key, kind)
@@ -35,6 +38,9 @@ async def ensure_query_indexes(coll: Any, compiler: MongoCompiler, made: set[tup
             log.info("cannot create the %s index on %s.%s: %s", kind, coll.name, key, exc)
             continue
         made.add(marker)
+        if kind == "text" and schemas is not None:
+            await schemas.update_one({"_id": compiler.schema.class_name},
+                                     {"$set": {f"_metadata.indexes.{key}_text": {key: "text"}}})
 
 
 async def _has_text_index(coll: Any) -> bool:

@@ -148,3 +148,41 @@ def test_text_score_function() -> None:
     assert geo_math.sql_text_score(None, spec(words=["x"])) == 0
     assert [geo_math.stem_english(w) for w in ["shops", "cities", "running", "roasted", "glass", "bus"]] == [
         "shop", "city", "run", "roast", "glass", "bus"]
+
+
+class FakeCollection:
+    """Just enough of an async pymongo collection for ensure_query_indexes."""
+
+    def __init__(self, name: str, indexes: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.indexes = dict(indexes or {})
+        self.updates: list[tuple[dict, dict]] = []
+
+    async def index_information(self) -> dict[str, Any]:
+        return self.indexes
+
+    async def create_index(self, keys: list[tuple[str, str]], name: str) -> str:
+        self.indexes[name] = {"key": keys}
+        return name
+
+    async def update_one(self, flt: dict, update: dict) -> None:
+        self.updates.append((flt, update))
+
+
+def test_query_indexes_are_made_once_and_text_ones_recorded() -> None:
+    from parsectl.storage.mongo_geo import ensure_query_indexes
+
+    coll, schemas, made = FakeCollection("Place"), FakeCollection("_SCHEMA"), set()
+    compiler = MongoCompiler(SCHEMA)
+    asyncio.run(compiler.compile(parse_where({"loc": {"$nearSphere": gp(1, 2)},
+                                              "text": {"$text": {"$search": {"$term": "x"}}}})))
+    asyncio.run(ensure_query_indexes(coll, compiler, made, schemas))
+    assert coll.indexes == {"loc_2d": {"key": [("loc", "2d")]}, "text_text": {"key": [("text", "text")]}}
+    assert schemas.updates == [({"_id": "Place"}, {"$set": {"_metadata.indexes.text_text": {"text": "text"}}})]
+    coll.indexes.clear()
+    asyncio.run(ensure_query_indexes(coll, compiler, made, schemas))
+    assert coll.indexes == {} and len(schemas.updates) == 1  # remembered: no second round trip
+    # a collection that already has a text index (on any field) gets no second one
+    other = FakeCollection("Other", {"body_text": {"key": [("_fts", "text"), ("_ftsx", 1)]}})
+    asyncio.run(ensure_query_indexes(other, compiler, set(), schemas))
+    assert set(other.indexes) == {"body_text", "loc_2d"}
