@@ -58,7 +58,7 @@ def score_projection(compiler: MongoCompiler) -> dict[str, Any] | None:
 
 def query_error(exc: OperationFailure, compiler: MongoCompiler) -> ParseError | None:
     """A 102 for a geo/text query the MongoDB server refuses (e.g. no text index support), else None."""
-    if not (compiler.text_keys or compiler.near_keys):
+    if not compiler.geo_text:
         return None
     message = (exc.details or {}).get("errmsg") or str(exc)
     return ParseError(errors.INVALID_QUERY, f"The database refused this query: {message}")

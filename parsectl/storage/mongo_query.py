@@ -137,11 +137,13 @@ class MongoGeoText:
         self.nested = 0
         self.near_keys: list[str] = []
         self.text_keys: list[str] = []
+        self.geo_text = False  # the query has a geo or text constraint (for error reporting)
 
     def field(self, name: str) -> Field:
         raise NotImplementedError
 
     def _geo_key(self, name: str, kind: str) -> str | None:
+        self.geo_text = True
         f = self.field(name)
         return f.key if f.kind == kind and not f.path else None
 
@@ -151,22 +153,21 @@ class MongoGeoText:
             return dict(MATCH_NONE)
         center = [node.point.longitude, node.point.latitude]
         radius = node.max_distance
+        if radius is not None and (not math.isfinite(radius) or radius >= math.pi):
+            radius = None  # the whole sphere
         if self.near_sorted and not self.nested:
             self.near_keys.append(key)
             cond: dict[str, Any] = {"$nearSphere": center}
             if radius is not None:
                 cond["$maxDistance"] = radius
             return {key: cond}
-        if radius is None or not math.isfinite(radius) or radius >= math.pi:
-            return {key: {"$ne": None}}
-        return {key: {"$geoWithin": {"$centerSphere": [center, radius]}}}
+        return _center_sphere(key, center, radius)
 
     async def _WithinSphere(self, node: geo_text.WithinSphere) -> dict[str, Any]:
         key = self._geo_key(node.field, "GeoPoint")
         if key is None:
             return dict(MATCH_NONE)
-        center = [node.center.longitude, node.center.latitude]
-        return {key: {"$geoWithin": {"$centerSphere": [center, node.radius]}}}
+        return _center_sphere(key, [node.center.longitude, node.center.latitude], node.radius)
 
     async def _WithinBox(self, node: geo_text.WithinBox) -> dict[str, Any]:
         key = self._geo_key(node.field, "GeoPoint")
@@ -198,6 +199,12 @@ class MongoGeoText:
         if node.diacritic_sensitive:
             search["$diacriticSensitive"] = True
         return {"$text": search}
+
+
+def _center_sphere(key: str, center: list[float], radius: float | None) -> dict[str, Any]:
+    if radius is None or not math.isfinite(radius) or radius >= math.pi:
+        return {key: {"$ne": None}}  # the whole sphere: every point
+    return {key: {"$geoWithin": {"$centerSphere": [center, radius]}}}
 
 
 class Field:

@@ -117,6 +117,14 @@ def test_near_count_and_unbounded(places: Client) -> None:
     assert "Nowhere" not in [o["name"] for o in body["results"]]
 
 
+def test_radii_of_half_the_globe_or_more_take_every_point(places: Client) -> None:
+    for where in [{"location": {"$nearSphere": SF, "$maxDistance": 10}},
+                  {"location": {"$geoWithin": {"$centerSphere": [SF, 4]}}},
+                  {"location": {"$geoWithin": {"$centerSphere": [SF, "Infinity"]}}}]:
+        assert len(names(places, where)) == 8, where
+        assert find(places, where, count=1, limit=0)["count"] == 8, where
+
+
 def test_near_across_the_antimeridian(places: Client) -> None:
     where = {"location": {"$nearSphere": gp(-18.1416, -179.5), "$maxDistanceInKilometers": 300}}
     assert names(places, where) == ["Suva"]
