@@ -15,6 +15,16 @@ from typing import Any
 
 from parsectl.model import codec, errors
 from parsectl.model.errors import ParseError
+from parsectl.model.geo_text import (  # noqa: F401 - the geo/text nodes belong to the query tree
+    GEO_OPERATORS,
+    GeoIntersects,
+    NearSphere,
+    TextSearch,
+    WithinBox,
+    WithinPolygon,
+    WithinSphere,
+    parse_geo_text,
+)
 
 _KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.]*$")
 _OPTIONS = re.compile(r"^[imxs]*$")
@@ -147,8 +157,6 @@ class MatchNone(Node):
 TRUE = MatchAll()
 
 _COMPARISONS = {"$lt": "lt", "$lte": "lte", "$gt": "gt", "$gte": "gte", "$ne": "ne", "$eq": "eq"}
-_UNSUPPORTED = ("$nearSphere", "$within", "$geoWithin", "$geoIntersects", "$text", "$maxDistance",
-                "$maxDistanceInRadians", "$maxDistanceInMiles", "$maxDistanceInKilometers")
 
 
 def _bad_json(message: str) -> ParseError:
@@ -215,6 +223,7 @@ def _field_constraints(key: str, cond: Any, master: bool, depth: int) -> list[No
         return [Compare(key, "eq", _value(cond))]
     nodes: list[Node] = []
     plain: dict[str, Any] = {}
+    geo = False
     options = cond.get("$options")
     if options is not None and (not isinstance(options, str) or not _OPTIONS.match(options)):
         raise ParseError(errors.INVALID_QUERY, f"Bad $options value for query: {options}")
@@ -250,15 +259,14 @@ def _field_constraints(key: str, cond: Any, master: bool, depth: int) -> list[No
             nodes.append(_in_query(key, op, arg, master, depth))
         elif op in ("$select", "$dontSelect"):
             nodes.append(_select(key, op, arg, master, depth))
-        elif op in _UNSUPPORTED:
-            raise ParseError(
-                errors.INVALID_QUERY,
-                f"The {op} constraint is not supported by parsectl yet (geo and text queries arrive later)",
-            )
+        elif op in GEO_OPERATORS:
+            geo = True
         elif op.startswith("$"):
             raise _bad_json(f"bad constraint: {op}")
         else:
             plain[op] = arg
+    if geo:
+        nodes.extend(parse_geo_text(key, cond))
     if plain:
         # Plain keys mixed with operators form one equality, as parse-server's replaceEquality does.
         nodes.append(Compare(key, "eq", _value(plain)))

@@ -732,12 +732,15 @@ def _sub_keys(keys: list[str] | None, path: list[str]) -> list[str] | None:
 
 
 def _project(obj: dict[str, Any], keys: list[str] | None, exclude: list[str]) -> dict[str, Any]:
+    score = obj.pop("$score", None)  # a $text query's score: returned as "score" when keys has $score
     if keys is not None:
         wanted = {k.split(".", 1)[0] for k in keys}
         obj = {k: v for k, v in obj.items() if k in wanted or k in _ALWAYS_KEYS or k in ("__type", "className")}
     if exclude:
         drop = {k for k in exclude if "." not in k and k not in _ALWAYS_KEYS}
         obj = {k: v for k, v in obj.items() if k not in drop}
+    if score is not None and keys is not None and "$score" in keys:
+        obj["score"] = score
     return obj
 
 

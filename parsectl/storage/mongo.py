@@ -55,7 +55,15 @@ from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import ClassSchema, default_clp
 from parsectl.storage.base import StoredObject
-from parsectl.storage.mongo_query import MATCH_NONE, MongoCompiler, interior, join_collection, top_level
+from parsectl.storage.mongo_geo import ensure_query_indexes, query_error, score_projection
+from parsectl.storage.mongo_query import (
+    MATCH_NONE,
+    SCORE_FIELD,
+    MongoCompiler,
+    interior,
+    join_collection,
+    top_level,
+)
 from parsectl.uri import redact
 
 log = logging.getLogger("parsectl.storage.mongo")
@@ -247,6 +255,7 @@ class MongoAdapter:
             raise ValueError(f"unknown databaseOptions for MongoDB: {', '.join(unknown)} "
                              f"(known: {', '.join(sorted([*_CLIENT_OPTIONS, *_PARSE_OPTIONS, *_IGNORED_OPTIONS]))})")
         self._pair_indexes: dict[str, bool] = {}
+        self._geo_text_indexes: set[tuple[str, str, str]] = set()  # (collection, key, kind) made
         self.uri = uri
         self.prefix = collection_prefix or ""
         self.options = options
@@ -523,7 +532,9 @@ class MongoAdapter:
     async def delete_class(self, schema: ClassSchema) -> None:
         for name in schema.relation_fields():
             await self._coll(join_collection(name, schema.class_name)).drop()
-        await self._coll(schema.class_name).drop()
+        coll = self._coll(schema.class_name)
+        await coll.drop()
+        self._geo_text_indexes = {m for m in self._geo_text_indexes if m[0] != coll.name}
         await self._coll(SCHEMA_COLLECTION).delete_one({"_id": schema.class_name})
         self._version += 1
 
@@ -625,28 +636,43 @@ class MongoAdapter:
     async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
                    order: list[SortKey] | None = None) -> list[StoredObject]:
         compiler = self._compiler(schema)
+        sort = compiler.sort(order or [])
+        compiler.near_sorted = not sort  # $nearSphere orders by distance unless an order is given
         flt = await compiler.compile(where)
         if limit == 0 or flt == MATCH_NONE:
             return []
-        sort = compiler.sort(order or [])
         coll = self._coll(schema.class_name)
-        if any(key not in ("_id", "_created_at", "_updated_at") for key, _ in sort):
-            docs = await self._find_nulls_last(coll, flt, sort, skip, limit)
-        else:
-            kwargs: dict[str, Any] = self._op_kwargs()
-            if sort:
-                kwargs["sort"] = sort
-            if skip:
-                kwargs["skip"] = int(skip)
-            if limit is not None:
-                kwargs["limit"] = int(limit)
-            if self.options.get("batchSize"):
-                kwargs["batch_size"] = int(self.options["batchSize"])
-            docs = await coll.find(flt, **kwargs).to_list(None)
-        return [self._decode(schema, d) for d in docs]
+        await ensure_query_indexes(coll, compiler, self._geo_text_indexes, self._coll(SCHEMA_COLLECTION))
+        score = score_projection(compiler)
+        try:
+            if any(key not in ("_id", "_created_at", "_updated_at", SCORE_FIELD) for key, _ in sort):
+                docs = await self._find_nulls_last(coll, flt, sort, skip, limit, score)
+            else:
+                kwargs: dict[str, Any] = self._op_kwargs()
+                if sort:
+                    kwargs["sort"] = [(k, {"$meta": "textScore"} if k == SCORE_FIELD else d) for k, d in sort]
+                if score:
+                    kwargs["projection"] = score
+                if skip:
+                    kwargs["skip"] = int(skip)
+                if limit is not None:
+                    kwargs["limit"] = int(limit)
+                if self.options.get("batchSize"):
+                    kwargs["batch_size"] = int(self.options["batchSize"])
+                docs = await coll.find(flt, **kwargs).to_list(None)
+        except OperationFailure as exc:
+            raise (query_error(exc, compiler) or exc) from None
+        return [self._decode_scored(schema, d) for d in docs]
+
+    def _decode_scored(self, schema: ClassSchema, doc: dict[str, Any]) -> StoredObject:
+        score = doc.pop(SCORE_FIELD, None)
+        obj = self._decode(schema, doc)
+        if score is not None:
+            obj["$score"] = score
+        return obj
 
     async def _find_nulls_last(self, coll: Any, flt: dict[str, Any], sort: list[tuple[str, int]], skip: int,
-                               limit: int | None) -> list[dict[str, Any]]:
+                               limit: int | None, score: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Sort with missing values last ascending and first descending, as the SQL stores (and PostgreSQL) do."""
         flags: dict[str, Any] = {}
         order: dict[str, int] = {}
@@ -658,7 +684,8 @@ class MongoAdapter:
             flags[flag] = {"$cond": [{"$eq": [{"$ifNull": [f"${key}", None]}, None]}, 1, 0]}
             order[flag] = direction
             order[key] = direction
-        pipeline: list[dict[str, Any]] = [{"$match": flt}, {"$addFields": flags}, {"$sort": order}]
+        pipeline: list[dict[str, Any]] = [{"$match": flt}, *([{"$addFields": score}] if score else []),
+                                          {"$addFields": flags}, {"$sort": order}]
         if skip:
             pipeline.append({"$skip": int(skip)})
         if limit is not None:
@@ -671,9 +698,10 @@ class MongoAdapter:
                       order: list[SortKey] | None = None) -> Any:
         """MongoDB's explain output for the find, as one JSON document in a list."""
         compiler = self._compiler(schema)
+        sort = compiler.sort(order or [])
+        compiler.near_sorted = not sort
         flt = await compiler.compile(where)
         kwargs: dict[str, Any] = {}
-        sort = compiler.sort(order or [])
         if sort:
             kwargs["sort"] = sort
         if skip:
@@ -684,10 +712,17 @@ class MongoAdapter:
         return [orjson.loads(json_util.dumps(plan, json_options=json_util.RELAXED_JSON_OPTIONS))]
 
     async def count(self, schema: ClassSchema, where: Node) -> int:
-        flt = await self._compiler(schema).compile(where)
+        compiler = self._compiler(schema)
+        compiler.near_sorted = False  # a count cannot use $nearSphere: $geoWithin.$centerSphere as parse-server
+        flt = await compiler.compile(where)
         if flt == MATCH_NONE:
             return 0
-        return int(await self._coll(schema.class_name).count_documents(flt, **self._op_kwargs()))
+        coll = self._coll(schema.class_name)
+        await ensure_query_indexes(coll, compiler, self._geo_text_indexes, self._coll(SCHEMA_COLLECTION))
+        try:
+            return int(await coll.count_documents(flt, **self._op_kwargs()))
+        except OperationFailure as exc:
+            raise (query_error(exc, compiler) or exc) from None
 
     # --- writes -----------------------------------------------------------------------------------------
     async def insert(self, schema: ClassSchema, obj: StoredObject,

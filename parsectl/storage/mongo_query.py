@@ -19,6 +19,7 @@ Relation constraints (``$relatedTo``, equality with a pointer on a Relation fiel
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -26,7 +27,7 @@ from typing import Any
 
 from bson.binary import Binary
 
-from parsectl.model import codec, query
+from parsectl.model import codec, geo_text, query
 from parsectl.model.codec import FieldType
 from parsectl.model.query import QUOTED_PATTERN, SortKey
 from parsectl.model.schema import ClassSchema
@@ -116,6 +117,96 @@ def mongo_regex(pattern: str) -> str:
     return QUOTED_PATTERN.sub(lambda m: re.escape(m.group(1)), pattern)
 
 
+SCORE_FIELD = "__parsectl_score"  # a $text query's score ({"$meta": "textScore"}) while it is read
+
+
+class MongoGeoText:
+    """Geo and full-text nodes (:mod:`parsectl.model.geo_text`) as parse-server's MongoTransform writes
+    them: legacy ``[lng, lat]`` pairs with ``$nearSphere``/``$maxDistance`` (radians), ``$geoWithin``
+    with ``$box``/``$polygon``/``$centerSphere`` (parse-server sends ``$box`` as ``$within``, MongoDB's
+    older name of the same operator), ``$geoIntersects`` with a GeoJSON point, and a top-level ``$text``.
+
+    ``$nearSphere`` sorts nearest first only at the top of the query and when no order is given
+    (``near_sorted``); otherwise (an explicit order, a count, inside ``$or``/``$nor``) it becomes the
+    same test without ordering, ``$geoWithin.$centerSphere``, as parse-server does for counts.
+    The adapter reads ``near_keys``/``text_keys`` to create the 2d and text indexes the query needs."""
+
+    near_sorted: bool = True
+
+    def init_geo_text(self) -> None:
+        self.nested = 0
+        self.near_keys: list[str] = []
+        self.text_keys: list[str] = []
+        self.geo_text = False  # the query has a geo or text constraint (for error reporting)
+
+    def field(self, name: str) -> Field:
+        raise NotImplementedError
+
+    def _geo_key(self, name: str, kind: str) -> str | None:
+        self.geo_text = True
+        f = self.field(name)
+        return f.key if f.kind == kind and not f.path else None
+
+    async def _NearSphere(self, node: geo_text.NearSphere) -> dict[str, Any]:
+        key = self._geo_key(node.field, "GeoPoint")
+        if key is None:
+            return dict(MATCH_NONE)
+        center = [node.point.longitude, node.point.latitude]
+        radius = node.max_distance
+        if radius is not None and (not math.isfinite(radius) or radius >= math.pi):
+            radius = None  # the whole sphere
+        if self.near_sorted and not self.nested:
+            self.near_keys.append(key)
+            cond: dict[str, Any] = {"$nearSphere": center}
+            if radius is not None:
+                cond["$maxDistance"] = radius
+            return {key: cond}
+        return _center_sphere(key, center, radius)
+
+    async def _WithinSphere(self, node: geo_text.WithinSphere) -> dict[str, Any]:
+        key = self._geo_key(node.field, "GeoPoint")
+        if key is None:
+            return dict(MATCH_NONE)
+        return _center_sphere(key, [node.center.longitude, node.center.latitude], node.radius)
+
+    async def _WithinBox(self, node: geo_text.WithinBox) -> dict[str, Any]:
+        key = self._geo_key(node.field, "GeoPoint")
+        if key is None:
+            return dict(MATCH_NONE)
+        return {key: {"$geoWithin": {"$box": [[node.west, node.south], [node.east, node.north]]}}}
+
+    async def _WithinPolygon(self, node: geo_text.WithinPolygon) -> dict[str, Any]:
+        key = self._geo_key(node.field, "GeoPoint")
+        if key is None:
+            return dict(MATCH_NONE)
+        return {key: {"$geoWithin": {"$polygon": [list(v) for v in node.vertices]}}}
+
+    async def _GeoIntersects(self, node: geo_text.GeoIntersects) -> dict[str, Any]:
+        key = self._geo_key(node.field, "Polygon")
+        if key is None:
+            return dict(MATCH_NONE)
+        point = {"type": "Point", "coordinates": [node.point.longitude, node.point.latitude]}
+        return {key: {"$geoIntersects": {"$geometry": point}}}
+
+    async def _TextSearch(self, node: geo_text.TextSearch) -> dict[str, Any]:
+        key = self._geo_key(node.field, "String")
+        if key is None:
+            return dict(MATCH_NONE)
+        self.text_keys.append(key)
+        search: dict[str, Any] = {"$search": node.term, "$language": node.language}
+        if node.case_sensitive:
+            search["$caseSensitive"] = True
+        if node.diacritic_sensitive:
+            search["$diacriticSensitive"] = True
+        return {"$text": search}
+
+
+def _center_sphere(key: str, center: list[float], radius: float | None) -> dict[str, Any]:
+    if radius is None or not math.isfinite(radius) or radius >= math.pi:
+        return {key: {"$ne": None}}  # the whole sphere: every point
+    return {key: {"$geoWithin": {"$centerSphere": [center, radius]}}}
+
+
 class Field:
     """A query field: its Mongo key, its schema type (None if unknown) and whether it is a path into an Object."""
 
@@ -131,10 +222,11 @@ class Field:
         return self.type["type"] if self.type else None
 
 
-class MongoCompiler:
+class MongoCompiler(MongoGeoText):
     def __init__(self, schema: ClassSchema, join_lookup: JoinLookup | None = None) -> None:
         self.schema = schema
         self.join_lookup = join_lookup
+        self.init_geo_text()
 
     # --- fields and values ----------------------------------------------------------------------------------
     def field(self, name: str) -> Field:
@@ -182,13 +274,18 @@ class MongoCompiler:
     async def _Or(self, node: query.Or) -> dict[str, Any]:
         if not node.children:
             return dict(MATCH_NONE)
+        self.nested += 1  # $nearSphere may not sort inside $or/$nor (MongoDB refuses it there)
         parts = [await self.compile(c) for c in node.children]
+        self.nested -= 1
         if any(p == {} for p in parts):
             return {}
         return parts[0] if len(parts) == 1 else {"$or": parts}
 
     async def _Not(self, node: query.Not) -> dict[str, Any]:
-        return {"$nor": [await self.compile(node.child)]}
+        self.nested += 1
+        child = await self.compile(node.child)
+        self.nested -= 1
+        return {"$nor": [child]}
 
     async def _lookup(self, join: str, match: dict[str, Any], want: str) -> list[str]:
         if self.join_lookup is None:
@@ -296,6 +393,10 @@ class MongoCompiler:
     def sort(self, order: list[SortKey]) -> list[tuple[str, int]]:
         keys: list[tuple[str, int]] = []
         for key in order:
+            if key.field == "$score":
+                if SCORE_FIELD not in (k for k, _ in keys):
+                    keys.append((SCORE_FIELD, -1))  # best first, whatever the direction asked
+                continue
             top = key.field.split(".", 1)[0]
             if key.field not in SYSTEM_KEYS and top not in self.schema.fields:
                 continue

@@ -360,7 +360,7 @@ class PostgresAdapter:
         self._layouts[id(schema)] = (schema, select, layout)
         return select, layout
 
-    async def _fetch(self, sql: str, params: list[Any], layout: _Layout) -> list[StoredObject]:
+    async def _fetch(self, sql: str, params: list[Any], layout: _Layout | _Scored) -> list[StoredObject]:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(sql, params)
@@ -376,12 +376,16 @@ class PostgresAdapter:
                    order: list[SortKey] | None = None) -> list[StoredObject]:
         select, layout = self._layout(schema)
         compiler = PostgresCompiler(schema)
-        sql = f"{select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        condition = compiler.compile(where)
+        score, score_params = compiler.score_select()  # $text: the score as a "$score" column
+        if score:
+            select = f"SELECT {layout.select_list}{score} FROM {quote(schema.class_name)}"
+        sql = f"{select} WHERE {condition}{compiler.order_by(order or [])}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         if skip:
             sql += f" OFFSET {int(skip)}"
-        return await self._fetch(sql, compiler.params, layout)
+        return await self._fetch(sql, score_params + compiler.params, _Scored(layout) if score else layout)
 
     async def explain(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
                       order: list[SortKey] | None = None) -> Any:
@@ -736,6 +740,21 @@ class _Layout:
         body += ["        out.append(obj)", "    return out"]
         exec("\n".join(body), namespace)  # noqa: S102 - generated from checked column names only
         self.decode_rows = namespace["decode_rows"]
+
+
+class _Scored:
+    """A layout whose rows carry one more column, a ``$text`` query's score, kept as ``"$score"``."""
+
+    __slots__ = ("layout",)
+
+    def __init__(self, layout: _Layout) -> None:
+        self.layout = layout
+
+    def decode_rows(self, rows: list[Any]) -> list[StoredObject]:
+        objects = self.layout.decode_rows(rows)
+        for obj, row in zip(objects, rows, strict=True):
+            obj["$score"] = row[-1]
+        return objects
 
 
 def _decoder(ftype: FieldType) -> Any:

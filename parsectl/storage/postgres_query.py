@@ -13,7 +13,10 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from parsectl.model import codec
+from parsectl.model.geo_text import LANGUAGES, Point, TextSearch
 from parsectl.model.query import QUOTED_PATTERN
+from parsectl.storage.geo_math import fold
+from parsectl.storage.geo_sql import lit
 from parsectl.storage.sql import Column, SQLCompiler
 
 _JSONB_TYPE = {bool: "boolean", str: "string", int: "number", float: "number"}
@@ -115,3 +118,71 @@ class PostgresCompiler(SQLCompiler):
 
     def perm_in(self, column: str, group: list[str]) -> str:
         return f"({column} IS NULL OR {column} && {self.bind(list(group))}::text[])"
+
+    # --- geo and text (parsectl.storage.geo_sql), with plain math: no PostGIS ------------------------------
+    def geo_lat_lng(self, sql: str) -> tuple[str, str]:
+        return f"{sql}[1]", f"{sql}[0]"  # point x = longitude, y = latitude
+
+    def geo_distance(self, sql: str, point: Point) -> str:
+        lat, lng = self.geo_lat_lng(sql)
+        lat0, lng0 = lit(point.latitude), lit(point.longitude)
+        return (f"(2 * asin(LEAST(1.0, sqrt(power(sin(radians({lat} - {lat0}) / 2), 2) + cos(radians({lat0}))"
+                f" * cos(radians({lat})) * power(sin(radians({lng} - {lng0}) / 2), 2)))))")
+
+    def geo_box(self, sql: str, south: float, west: float, north: float, east: float) -> str:
+        return f"({sql} <@ box(point({lit(west)}, {lit(south)}), point({lit(east)}, {lit(north)})))"
+
+    def geo_in_polygon(self, sql: str, vertices: list[tuple[float, float]]) -> str:
+        text = "(" + ",".join(f"({lit(x)},{lit(y)})" for x, y in vertices) + ")"
+        return f"({sql} <@ {self.bind(text)}::polygon)"
+
+    def polygon_contains(self, sql: str, point: Point) -> str:
+        return f"({sql} @> point({lit(point.longitude)}, {lit(point.latitude)}))"
+
+    def _text_parts(self, sql: str, node: TextSearch) -> tuple[str, str, str]:
+        """(document text, tsvector, tsquery) SQL for a $text node."""
+        config = f"'{LANGUAGES[node.language]}'::regconfig"  # a name from a fixed list
+        text = sql if node.diacritic_sensitive else f"translate({sql}, '{ACCENTED}', '{UNACCENTED}')"
+
+        def term(value: str) -> str:
+            return self.bind(value if node.diacritic_sensitive else fold(value))
+
+        query = ""
+        if node.words:
+            query = "(" + " || ".join(f"plainto_tsquery({config}, {term(w)})" for w in node.words) + ")"
+        for phrase in node.phrases:
+            query += (" && " if query else "") + f"phraseto_tsquery({config}, {term(phrase)})"
+        for negated in node.negated:
+            query += f" && !!phraseto_tsquery({config}, {term(negated)})"
+        return text, f"to_tsvector({config}, {text})", f"({query})"
+
+    def text_match(self, sql: str, node: TextSearch) -> str:
+        text, vector, tsquery = self._text_parts(sql, node)
+        match = f"({vector} @@ {tsquery}"
+        if node.case_sensitive:  # to_tsvector folds case: the exact spelling must also appear
+            fold_term = (lambda v: v) if node.diacritic_sensitive else fold
+            if node.words:
+                match += " AND (" + " OR ".join(f"strpos({text}, {self.bind(fold_term(w))}) > 0"
+                                                for w in node.words) + ")"
+            for phrase in node.phrases:
+                match += f" AND strpos({text}, {self.bind(fold_term(phrase))}) > 0"
+        return match + ")"
+
+    def text_score(self, sql: str, node: TextSearch) -> str:
+        _, vector, tsquery = self._text_parts(sql, node)
+        return f"ts_rank_cd({vector}, {tsquery}, 32)"
+
+
+def _accent_table() -> tuple[str, str]:
+    """Latin letters with diacritics and their plain letters, for translate() (no unaccent extension)."""
+    accented, plain = [], []
+    for code in range(0xC0, 0x250):
+        char = chr(code)
+        base = fold(char)
+        if base != char and len(base) == 1 and base.isascii() and base.isalpha():
+            accented.append(char)
+            plain.append(base)
+    return "".join(accented), "".join(plain)
+
+
+ACCENTED, UNACCENTED = _accent_table()

@@ -17,6 +17,7 @@ from parsectl.model import codec, query
 from parsectl.model.codec import FieldType
 from parsectl.model.query import SortKey
 from parsectl.model.schema import ClassSchema
+from parsectl.storage.geo_sql import GeoTextSQL
 
 JSON_TYPES = frozenset(("Object", "Array", "GeoPoint", "Polygon", "Bytes"))
 SYSTEM_COLUMNS = ("objectId", "createdAt", "updatedAt", "_rperm", "_wperm")
@@ -78,7 +79,7 @@ class Column:
         return self.type["type"] if self.type else None
 
 
-class SQLCompiler:
+class SQLCompiler(GeoTextSQL):
     PLACEHOLDER = "?"
     TRUE = "1"
     FALSE = "0"
@@ -274,7 +275,11 @@ class SQLCompiler:
     # --- ordering ---------------------------------------------------------------------------------------
     def order_by(self, order: list[SortKey]) -> str:
         parts = []
-        for key in order:
+        scores, trailing = self.geo_text_order(order)  # $score keys; $nearSphere: nearest first
+        for i, key in enumerate(order):
+            if i in scores:
+                parts.append(scores[i])
+                continue
             top = key.field.split(".", 1)[0]
             if key.field not in ("objectId", "createdAt", "updatedAt") and top not in self.schema.fields:
                 continue
@@ -282,4 +287,5 @@ class SQLCompiler:
             if col.sql == "NULL":
                 continue
             parts.append(f"{col.sql} {'DESC NULLS FIRST' if key.descending else 'ASC NULLS LAST'}")
+        parts.extend(trailing)
         return (" ORDER BY " + ", ".join(parts)) if parts else ""

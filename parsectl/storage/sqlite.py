@@ -27,6 +27,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import STARTUP_CLASSES, USER_INTERNAL_FIELDS, ClassSchema
+from parsectl.storage import geo_math
 from parsectl.storage.base import StoredObject
 from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
 from parsectl.storage.sqlite_query import Compiler, regex_match, start_regex_budget
@@ -104,6 +105,7 @@ class SQLiteAdapter:
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA foreign_keys=OFF")
         db.create_function("parse_regex", 3, regex_match, deterministic=True)
+        geo_math.register(db)
         db.execute(
             'CREATE TABLE IF NOT EXISTS "_SCHEMA" ("className" TEXT PRIMARY KEY, "schema" TEXT NOT NULL,'
             ' "isParseClass" INTEGER NOT NULL DEFAULT 1)'
@@ -319,12 +321,17 @@ class SQLiteAdapter:
                    order: list[SortKey] | None = None) -> list[StoredObject]:
         select, layout = self._select(schema)
         compiler = Compiler(schema)
-        sql = f"{select} WHERE {compiler.compile(where)}{compiler.order_by(order or [])}"
+        condition = compiler.compile(where)
+        score, score_params = compiler.score_select()  # $text: the score as a "$score" column
+        if score:
+            columns, _, table = select.partition(" FROM ")
+            select, layout = f"{columns}{score} FROM {table}", [*layout, ("$score", None)]
+        sql = f"{select} WHERE {condition}{compiler.order_by(order or [])}"
         if limit is not None or skip:
             sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(skip)}"
         try:
             start_regex_budget()
-            rows = self.db.execute(sql, compiler.params).fetchall()
+            rows = self.db.execute(sql, score_params + compiler.params).fetchall()
         except sqlite3.OperationalError as exc:
             if self._missing_table(exc):
                 return []

@@ -10,8 +10,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from parsectl.model import codec
+from parsectl.model.geo_text import Point, TextSearch
 from parsectl.model.query import compile_regex
+from parsectl.storage.geo_sql import lit
 from parsectl.storage.sql import (
     JSON_TYPES,
     Column,
@@ -132,3 +136,30 @@ class Compiler(SQLCompiler):
     def perm_in(self, column: str, group: list[str]) -> str:
         marks = ", ".join(self.bind(g) for g in group)
         return f"({column} IS NULL OR EXISTS (SELECT 1 FROM json_each({column}) WHERE value IN ({marks})))"
+
+    # --- geo and text (parsectl.storage.geo_sql; functions from parsectl.storage.geo_math) ---------------
+    def geo_lat_lng(self, sql: str) -> tuple[str, str]:
+        return f"json_extract({sql}, '$.latitude')", f"json_extract({sql}, '$.longitude')"
+
+    def geo_distance(self, sql: str, point: Point) -> str:
+        lat, lng = self.geo_lat_lng(sql)
+        return f"parse_distance({lat}, {lng}, {lit(point.latitude)}, {lit(point.longitude)})"
+
+    def geo_in_polygon(self, sql: str, vertices: list[tuple[float, float]]) -> str:
+        lat, lng = self.geo_lat_lng(sql)
+        return f"(parse_in_polygon({lat}, {lng}, {self.bind(orjson.dumps(vertices).decode())}) = 1)"
+
+    def polygon_contains(self, sql: str, point: Point) -> str:
+        return f"(parse_polygon_contains({sql}, {lit(point.latitude)}, {lit(point.longitude)}) = 1)"
+
+    def _text_spec(self, node: TextSearch) -> str:
+        return self.bind(orjson.dumps({
+            "words": node.words, "phrases": node.phrases, "negated": node.negated, "language": node.language,
+            "caseSensitive": node.case_sensitive, "diacriticSensitive": node.diacritic_sensitive,
+        }).decode())
+
+    def text_match(self, sql: str, node: TextSearch) -> str:
+        return f"(parse_text_score({sql}, {self._text_spec(node)}) > 0)"
+
+    def text_score(self, sql: str, node: TextSearch) -> str:
+        return f"parse_text_score({sql}, {self._text_spec(node)})"

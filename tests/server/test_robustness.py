@@ -20,4 +20,4 @@ def test_known_reference_500s_are_handled(client: Client) -> None:
     r = client.request("GET", "/classes/R", params={"where": json.dumps({"s": "nul\u0000here"})})
     assert r.status_code in (200, 400)
     r = client.request("GET", "/classes/R", params={"where": json.dumps({"n": {"$nearSphere": {}}})})
-    assert (r.status_code, r.json()["code"]) == (400, 102)
+    assert (r.status_code, r.json()["code"]) == (400, 107)
