@@ -72,7 +72,8 @@ class ParseServer:
                                    database_options=self.options.database_options)
         self.schemas = SchemaController(self.storage)
         self.rest = _RequestAwareRest(self.options, self.storage, self.schemas)
-        self.account = AccountService(self.rest, AccountOptions.from_mapping(dataclasses.asdict(self.options)),
+        account_options = dataclasses.asdict(dataclasses.replace(self.options, push=None))  # adapters may not copy
+        self.account = AccountService(self.rest, AccountOptions.from_mapping(account_options),
                                       email_adapter_for(self.options.email_adapter))
         self.rest.account = self.account
         self.pages = Pages(self.account)
