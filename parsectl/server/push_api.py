@@ -19,7 +19,7 @@ class PushAPI:
 
     async def send(self, request: Request, args: dict[str, str]) -> Response:
         if not request.auth.master:
-            raise HTTPError(403, "unauthorized: master key is required")
+            raise HTTPError(403, "Permission denied")  # node 9 sanitises its message
         if request.auth.read_only:
             raise ParseError(errors.OPERATION_FORBIDDEN,
                              "read-only masterKey isn't allowed to send push notifications.")

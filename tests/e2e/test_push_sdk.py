@@ -76,4 +76,4 @@ def test_without_master_key(run: tuple[dict[str, Any], APNsStandIn, FCMStandIn])
     report, _, _ = run
     entry = report["without_master"]
     assert not entry["ok"]
-    assert entry["error"]["message"] == "unauthorized: master key is required"
+    assert entry["error"]["message"] == "Permission denied"

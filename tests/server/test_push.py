@@ -305,7 +305,7 @@ def test_a_bad_where_fails_the_push_status(sqlite_push_client: Client) -> None:
 
 def test_auth(sqlite_push_client: Client, tmp_path: Path) -> None:
     r = push(sqlite_push_client, {"where": {}, "data": {"alert": "x"}}, master=False)
-    assert r.status_code == 403 and r.json() == {"error": "unauthorized: master key is required"}
+    assert r.status_code == 403 and r.json() == {"error": "Permission denied"}
     ro = make_client(f"sqlite:///{tmp_path / 'ro.db'}", push={"adapter": "log"}, read_only_master_key="ro")
     try:
         r = ro.request("POST", "/push", json={"where": {}}, headers={"X-Parse-Master-Key": "ro"})
