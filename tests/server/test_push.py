@@ -438,3 +438,50 @@ def test_fcm_service_account_file(tmp_path: Path, creds: Credentials, fcm: FCMSt
         assert fcm.assertions[-1]["aud"] == fcm.token_uri and PROJECT_ID in fcm.assertions[-1]["iss"]
     finally:
         c.close()
+
+
+def test_production_refusals_are_retried_on_sandbox(creds: Credentials, apns: APNsStandIn) -> None:
+    import asyncio
+
+    from parsectl.push.config import load
+
+    with APNsStandIn(creds) as sandbox:
+        apns.answers["dev1"] = (400, "BadDeviceToken")
+        token = {"key": str(creds.p8_file), "keyId": KEY_ID, "teamId": TEAM_ID}
+        setup = load({"ios": [
+            {"token": token, "topic": TOPIC, "production": False, "endpoint": sandbox.url, "caFile": str(creds.ca_file)},
+            {"token": token, "topic": TOPIC, "production": True, "endpoint": apns.url, "caFile": str(creds.ca_file)},
+        ]})
+
+        async def go() -> Any:
+            try:
+                return await setup.adapter.send({"data": {"alert": "x"}}, [
+                    {"deviceToken": "dev1", "deviceType": "ios", "appIdentifier": TOPIC},
+                    {"deviceToken": "prod1", "deviceType": "ios", "appIdentifier": TOPIC}], "id")
+            finally:
+                await setup.adapter.close()  # type: ignore[attr-defined]
+
+        results = asyncio.run(go())
+        assert sorted(r["device"]["deviceToken"] for r in results if r["transmitted"]) == ["dev1", "prod1"]
+        assert sorted(r.device_token for r in apns.requests) == ["dev1", "prod1"]  # production first
+        assert [r.device_token for r in sandbox.requests] == ["dev1"]
+
+
+def test_apple_devices_through_fcm(tmp_path: Path, creds: Credentials, fcm: FCMStandIn) -> None:
+    from tests.support.push_standins import service_account
+
+    account = service_account(creds, fcm.token_uri)
+    c = make_client(f"sqlite:///{tmp_path / 'parse.db'}", push={
+        "ios": {"firebaseServiceAccount": account, "endpoint": fcm.url, "caFile": str(creds.ca_file)}})
+    try:
+        installation(c, "ios", "apple-fcm-1")
+        r = push(c, {"where": {}, "collapse_id": "grp", "data": {"alert": "A", "title": "T", "badge": 2,
+                                                                 "custom": "v"}})
+        row = finished(c, r.headers["x-parse-push-status-id"])
+        assert row["sentPerType"] == {"ios": 1}
+        [message] = fcm.messages
+        assert message["token"] == "apple-fcm-1"
+        assert message["apns"]["payload"] == {"aps": {"alert": {"body": "A", "title": "T"}, "badge": 2}, "custom": "v"}
+        assert message["apns"]["headers"] == {"apns-push-type": "alert", "apns-collapse-id": "grp"}
+    finally:
+        c.close()
