@@ -39,8 +39,9 @@ def build_notification(data: dict[str, Any], *, topic: str | None, expiration_ti
     aps: dict[str, Any] = {}
     custom: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "aps" and isinstance(value, dict):
-            aps.update(value)
+        if key == "aps":
+            if isinstance(value, dict):
+                aps.update(value)
         elif key == "alert":
             if isinstance(value, dict):
                 aps["alert"] = value

@@ -31,8 +31,8 @@ def js_string(value: Any) -> str:
         return "[object Object]"
     if isinstance(value, list):
         return ",".join("" if v is None else js_string(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))  # JavaScript drops ".0" and writes 1e21 and beyond with an exponent
     return str(value)
 
 

@@ -485,3 +485,30 @@ def test_apple_devices_through_fcm(tmp_path: Path, creds: Credentials, fcm: FCMS
         assert message["apns"]["headers"] == {"apns-push-type": "alert", "apns-collapse-id": "grp"}
     finally:
         c.close()
+
+
+ODD_BODIES = [
+    {"where": {}, "data": []}, {"where": {}, "data": None}, {"where": {}, "data": "s"},
+    {"where": {}, "push_time": 1e30}, {"where": {}, "expiration_time": -1e20}, {"where": {}, "expiration_interval": 1e300},
+    {"where": {}, "data": {"badge": {"__op": "Increment"}}}, {"where": {}, "data": {"badge": [1]}},
+    {"where": {}, "data": {"badge": 1.5}}, {"channels": "news"}, {"channels": None}, {"channels": [{"a": 1}]},
+    {"where": {"$or": "x"}}, {"where": {}, "push_time": ""}, {"where": {}, "data": {"alert": "\u0000x"}},
+    {"where": {"a": {"$regex": "("}}}, {"where": {}, "data": {"alert-": "x", "title-": "y", "alert": "z"}},
+    {"where": {"deviceToken": {"$inQuery": {"className": "Nope", "where": {}}}}},
+    {"where": {}, "data": {"alert": {"nested": [1, {"x": None}]}, "aps": "not an object", "pushType": 5}},
+]
+
+
+def test_odd_bodies_never_break(sqlite_push_client: Client) -> None:
+    c = sqlite_push_client
+    installation(c, "ios", "odd1")
+    installation(c, "android", "odd2")
+    for body in ODD_BODIES:
+        r = push(c, body)
+        assert r.status_code in (200, 400), (body, r.status_code, r.text)
+        if r.status_code == 400:
+            assert set(r.json()) == {"code", "error"}
+            continue
+        row = finished(c, r.headers["x-parse-push-status-id"])
+        assert row["status"] in ("succeeded", "failed"), (body, row)
+    assert push(c, {"where": {}, "push_time": 1e30}).json()["error"] == "1e+30 is not valid time."
