@@ -149,8 +149,8 @@ def test_push_by_where_with_expiration_and_collapse(sqlite_push_client: Client, 
     assert json.loads(row["query"]) == {"appVersion": "2.0"}
 
 
-def test_badge_increment_updates_installations_and_payloads(sqlite_push_client: Client, apns: APNsStandIn) -> None:
-    c = sqlite_push_client
+def test_badge_increment_updates_installations_and_payloads(push_client: Client, apns: APNsStandIn) -> None:
+    c = push_client
     one = installation(c, "ios", "b1", badge=3)
     two = installation(c, "ios", "b2")
     other = installation(c, "ios", "b3", channels=["elsewhere"], badge=9)
@@ -165,9 +165,9 @@ def test_badge_increment_updates_installations_and_payloads(sqlite_push_client: 
     assert sent == {"b1": 4, "b2": 1}
 
 
-def test_invalid_tokens_fail_and_are_cleared(sqlite_push_client: Client, apns: APNsStandIn, fcm: FCMStandIn,
+def test_invalid_tokens_fail_and_are_cleared(push_client: Client, apns: APNsStandIn, fcm: FCMStandIn,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    c = sqlite_push_client
+    c = push_client
     monkeypatch.setenv("PARSE_SERVER_CLEANUP_INVALID_INSTALLATIONS", "1")
     good = installation(c, "ios", "ok1")
     gone = installation(c, "ios", "gone1")
