@@ -21,8 +21,7 @@ class PushAPI:
         if not request.auth.master:
             raise HTTPError(403, "Permission denied")  # node 9 sanitises its message
         if request.auth.read_only:
-            raise ParseError(errors.OPERATION_FORBIDDEN,
-                             "read-only masterKey isn't allowed to send push notifications.")
+            raise ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")  # node 9's sanitised message
         body = request.body if isinstance(request.body, dict) else {}
         status_id = await self.controller.send_push(body, request.auth)
         return Response.json({"result": True}, 200, [(b"x-parse-push-status-id", status_id.encode())])

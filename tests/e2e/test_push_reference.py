@@ -69,11 +69,12 @@ class Node:
         self.base = base
         self.http = httpx.Client(base_url=base + "/parse", timeout=30)
 
-    def request(self, method: str, path: str, body: Any = None, master: bool = True) -> httpx.Response:
-        headers = {"X-Parse-Application-Id": "test"}
+    def request(self, method: str, path: str, body: Any = None, master: bool = True,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+        all_headers = {"X-Parse-Application-Id": "test"}
         if master:
-            headers["X-Parse-Master-Key"] = "test"
-        return self.http.request(method, path, json=body, headers=headers)
+            all_headers["X-Parse-Master-Key"] = "test"
+        return self.http.request(method, path, json=body, headers={**all_headers, **(headers or {})})
 
     def settle(self, status_id: str) -> dict[str, Any]:
         for _ in range(100):
@@ -91,8 +92,9 @@ class Parsectl:
     def __init__(self, client: Client, adapter: Recording) -> None:
         self.client, self.adapter = client, adapter
 
-    def request(self, method: str, path: str, body: Any = None, master: bool = True) -> httpx.Response:
-        return self.client.request(method, path, json=body, master=master)
+    def request(self, method: str, path: str, body: Any = None, master: bool = True,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+        return self.client.request(method, path, json=body, master=master, headers=headers)
 
     def settle(self, status_id: str) -> dict[str, Any]:
         self.client.loop.run_until_complete(self.client.api.push.wait())
@@ -149,6 +151,8 @@ def scenario(server: Node | Parsectl) -> dict[str, Any]:
         report["bad"].append([r.status_code, r.json()])
     r = server.request("POST", "/push", {"where": {}}, master=False)
     report["auth"] = [r.status_code, r.json()]
+    r = server.request("POST", "/push", {"where": {}}, master=False, headers={"X-Parse-Master-Key": "read-only"})
+    report["read_only"] = [r.status_code, r.json()]
     found = server.request("GET", "/installations").json()
     report["badges"] = sorted([i.get("deviceToken") or "", i.get("badge")] for i in found["results"])
     sends = server.sends()
@@ -177,7 +181,7 @@ def test_push_matches_node(databases: tuple[str, str]) -> None:
     with node_push_server(node_uri) as base:
         expected = scenario(Node(base))
     adapter = Recording()
-    client = make_client(ours_uri, push={"adapter": adapter})
+    client = make_client(ours_uri, push={"adapter": adapter}, read_only_master_key="read-only")
     try:
         actual = scenario(Parsectl(client, adapter))
     finally:
@@ -185,7 +189,7 @@ def test_push_matches_node(databases: tuple[str, str]) -> None:
     if os.environ.get("PUSH_REFERENCE_DUMP"):
         Path(os.environ["PUSH_REFERENCE_DUMP"]).write_text(json.dumps({"node": expected, "parsectl": actual},
                                                                       indent=1, sort_keys=True))
-    for key in ("installations", "bad", "auth", "badges", "statuses", "sends"):
+    for key in ("installations", "bad", "auth", "read_only", "badges", "statuses", "sends"):
         assert actual[key] == expected[key], key
     for n, (ours, theirs) in enumerate(zip(actual["pushes"], expected["pushes"], strict=True)):
         assert ours == theirs, f"push {n}: {PUSHES[n]}"

@@ -34,7 +34,7 @@ async function main() {
   };
   const serverURL = `http://127.0.0.1:${port}/parse`;
   const server = new ParseServer({
-    databaseURI, appId, masterKey, serverURL, mountPath: '/parse',
+    databaseURI, appId, masterKey, serverURL, mountPath: '/parse', readOnlyMasterKey: 'read-only',
     masterKeyIps: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
     push: { adapter },
     logsFolder: path.join(workDir, 'logs'), logLevel: 'error', silent: true,

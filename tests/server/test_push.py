@@ -310,7 +310,7 @@ def test_auth(sqlite_push_client: Client, tmp_path: Path) -> None:
     try:
         r = ro.request("POST", "/push", json={"where": {}}, headers={"X-Parse-Master-Key": "ro"})
         assert r.status_code == 400
-        assert r.json() == {"code": 119, "error": "read-only masterKey isn't allowed to send push notifications."}
+        assert r.json() == {"code": 119, "error": "Permission denied"}
     finally:
         ro.close()
 
