@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -23,6 +24,7 @@ log = logging.getLogger("parsectl.push.apns")
 PRODUCTION = "https://api.push.apple.com"
 SANDBOX = "https://api.sandbox.push.apple.com"
 RETRYABLE = frozenset((408, 429, 500, 502, 503, 504))
+CONCURRENCY = 100  # requests in flight per provider (one HTTP/2 connection)
 _HEADER_KEYS = frozenset(("id", "collapseId", "channelId", "requestId", "pushType", "topic", "expiry", "priority",
                           "expiration_time", "collapse_id", "push_type"))
 _TOPIC_SUFFIX = {"location": ".location-query", "voip": ".voip", "complication": ".complication",
@@ -98,6 +100,7 @@ class APNsProvider:
         self.retry_limit = retry_limit
         self._verify, self._timeout = verify, timeout
         self._client: httpx.AsyncClient | None = None
+        self._gate = asyncio.Semaphore(CONCURRENCY)
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -115,9 +118,10 @@ class APNsProvider:
         attempt = 0
         while True:
             try:
-                response = await self._http().post(
-                    f"{self.endpoint}/3/device/{device_token}", content=body,
-                    headers={**headers, "authorization": f"bearer {self.token.current}"})
+                async with self._gate:
+                    response = await self._http().post(
+                        f"{self.endpoint}/3/device/{quote(device_token, safe='')}", content=body,
+                        headers={**headers, "authorization": f"bearer {self.token.current}"})
             except httpx.HTTPError as exc:
                 if attempt < self.retry_limit:
                     attempt += 1

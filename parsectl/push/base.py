@@ -9,6 +9,7 @@ batch. Each result says, for one device, whether the provider took the notificat
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 # The deviceType/pushType values parse-server's push adapter knows (it also has web and expo senders).
@@ -78,8 +79,6 @@ class ProviderAdapter:
 
     async def send(self, body: dict[str, Any], installations: list[dict[str, Any]],
                    push_status_id: str) -> list[DeviceResult]:
-        import asyncio
-
         results: list[DeviceResult] = []
         calls = []
         for push_type, devices in classify(installations).items():

@@ -62,7 +62,7 @@ class PushController:
         assert self.setup is not None
         return self.setup.adapter
 
-    async def send_push(self, body: dict[str, Any], auth: Auth) -> str:
+    async def send_push(self, body: dict[str, Any]) -> str:
         """Check the body, record the push and start sending it; the ``_PushStatus`` objectId."""
         where = query_condition(body)
         if self.setup is None:

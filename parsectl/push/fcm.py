@@ -20,10 +20,12 @@ import string
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
 
+from parsectl.push.apns import build_notification
 from parsectl.push.base import Device, DeviceResult, failed, sent
 from parsectl.push.tokens import load_private_key, sign_rs256
 
@@ -146,7 +148,7 @@ class FCMSender:
         return list(await asyncio.gather(*(one(d) for d in devices)))
 
     async def _post(self, message: dict[str, Any]) -> dict[str, str] | None:
-        url = f"{self.endpoint}/v1/projects/{self.account.project_id}/messages:send"
+        url = f"{self.endpoint}/v1/projects/{quote(self.account.project_id, safe='')}/messages:send"
         for attempt in range(2):
             try:
                 token = await self.access_token(renew=attempt > 0)
@@ -199,8 +201,6 @@ def android_message(body: dict[str, Any], push_id: str, timestamp_ms: int) -> di
 
 def apple_message(body: dict[str, Any]) -> dict[str, Any]:
     data = body["data"] if isinstance(body.get("data"), dict) else body
-    from parsectl.push.apns import build_notification
-
     expiration = body.get("expiration_time") or data.get("expiration_time")
     headers: dict[str, str] = {"apns-push-type": str(body.get("push_type") or data.get("push_type") or "alert")}
     if isinstance(expiration, int | float) and not isinstance(expiration, bool):

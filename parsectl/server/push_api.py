@@ -23,7 +23,7 @@ class PushAPI:
         if request.auth.read_only:
             raise ParseError(errors.OPERATION_FORBIDDEN, "Permission denied")  # node 9's sanitised message
         body = request.body if isinstance(request.body, dict) else {}
-        status_id = await self.controller.send_push(body, request.auth)
+        status_id = await self.controller.send_push(body)
         return Response.json({"result": True}, 200, [(b"x-parse-push-status-id", status_id.encode())])
 
 
