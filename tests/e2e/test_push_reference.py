@@ -67,7 +67,10 @@ def node_push_server(database_uri: str) -> Iterator[str]:
 class Node:
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = httpx.Client(base_url=base + "/parse", timeout=30)
+        # a new connection per request: node closes idle keep-alive connections, and a request sent on one
+        # it is closing fails with a reset (a known flake of the reference runs)
+        self.http = httpx.Client(base_url=base + "/parse", timeout=30,
+                                 limits=httpx.Limits(max_keepalive_connections=0))
 
     def request(self, method: str, path: str, body: Any = None, master: bool = True,
                 headers: dict[str, str] | None = None) -> httpx.Response:
