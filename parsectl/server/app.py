@@ -43,6 +43,7 @@ from parsectl.server.http import (
     send_response,
 )
 from parsectl.server.pages import Pages
+from parsectl.server.push_api import register as register_push
 from parsectl.server.rest import RestService
 from parsectl.server.routes import Request, Router, run_batch
 from parsectl.server.schemas import SchemaController
@@ -71,7 +72,8 @@ class ParseServer:
                                    database_options=self.options.database_options)
         self.schemas = SchemaController(self.storage)
         self.rest = _RequestAwareRest(self.options, self.storage, self.schemas)
-        self.account = AccountService(self.rest, AccountOptions.from_mapping(dataclasses.asdict(self.options)),
+        account_options = dataclasses.asdict(dataclasses.replace(self.options, push=None))  # adapters may not copy
+        self.account = AccountService(self.rest, AccountOptions.from_mapping(account_options),
                                       email_adapter_for(self.options.email_adapter))
         self.rest.account = self.account
         self.pages = Pages(self.account)
@@ -91,6 +93,9 @@ class ParseServer:
             except CloudLoadError as exc:
                 raise ConfigError(str(exc)) from exc
             self.rest.cloud.instrument(self)
+        self.push = _push_controller(self.rest, self.options)
+        self.rest.push = self.push  # type: ignore[attr-defined]  # read by /serverInfo
+        register_push(self.router, self.push)
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -108,6 +113,7 @@ class ParseServer:
         if self._started:
             await self.storage.close()
             await self.files_adapter.close()
+            await self.push.close()
             self._started = False
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
@@ -220,6 +226,18 @@ class ParseServer:
             return not_found_page(scope["method"], scope.get("root_path", "") + path)
         handler, args = matched
         return await handler(request, args)
+
+def _push_controller(rest: RestService, options: ServerOptions) -> Any:
+    """The ``push`` option checked and loaded (parsectl.push); ConfigError when it is wrong."""
+    from parsectl.push import PushConfigError, PushController, load
+    from parsectl.server.config import ConfigError
+
+    try:
+        setup = load(options.push) if options.push is not None else None
+    except PushConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+    return PushController(rest, setup, scheduled_push=options.scheduled_push)
+
 
 class _RequestAwareRest(RestService):
     """File URLs and Locations follow the URL the request came in on when no serverURL is set."""

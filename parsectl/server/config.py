@@ -67,6 +67,8 @@ class ServerOptions:
     revoke_session_on_password_reset: bool = True
     pages: dict[str, Any] | None = None
     cloud: str | None = None  # Cloud Code: a Python file or module (parsectl.cloud)
+    push: Any = None  # push adapters (parsectl.push; checked there)
+    scheduled_push: bool = False
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -90,7 +92,7 @@ class ServerOptions:
         "emailVerifySuccessOnInvalidEmail": "email_verify_success_on_invalid_email",
         "passwordPolicy": "password_policy", "accountLockout": "account_lockout",
         "revokeSessionOnPasswordReset": "revoke_session_on_password_reset", "pages": "pages",
-        "cloud": "cloud",
+        "cloud": "cloud", "push": "push", "scheduledPush": "scheduled_push",
     }
 
     @classmethod
@@ -177,6 +179,19 @@ class ServerOptions:
             fail("fileUpload", "must be an object of upload rules")
         if self.cloud is not None and (not isinstance(self.cloud, str) or not self.cloud):
             fail("cloud", "must name a Python file or module, such as cloud/main.py")
+        if isinstance(self.push, str):  # PARSE_SERVER_PUSH holds JSON
+            import json
+
+            try:
+                self.push = json.loads(self.push)
+            except ValueError:
+                fail("push", "must be an object (JSON in PARSE_SERVER_PUSH)")
+        if self.push is not None and not isinstance(self.push, dict):
+            fail("push", "must be an object such as {\"ios\": {...}, \"android\": {...}} or {\"adapter\": \"log\"}")
+        if isinstance(self.scheduled_push, str):
+            self.scheduled_push = parse_bool("scheduledPush", self.scheduled_push)
+        if not isinstance(self.scheduled_push, bool):
+            fail("scheduledPush", "must be true or false")
         if not isinstance(self.preserve_file_name, bool):
             fail("preserveFileName", "must be true or false")
         try:

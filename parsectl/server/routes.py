@@ -114,8 +114,7 @@ class Router:
                 "hooks": {"create": False, "read": False, "update": False, "delete": False},
                 "cloudCode": {"jobs": True},
                 "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
-                "push": {"immediatePush": False, "scheduledPush": False, "storedPushData": False,
-                         "pushAudiences": False, "localization": False},
+                "push": self._push_features(),
                 "schemas": {"addField": True, "removeField": True, "addClass": True, "removeClass": True,
                             "clearAllDataFromClass": True, "exportClass": False, "editClassLevelPermissions": True},
                 "settings": {"securityCheck": False},
@@ -123,6 +122,13 @@ class Router:
             "parseServerVersion": "9.10.0",
         })
 
+    def _push_features(self) -> dict[str, bool]:
+        push = getattr(self.rest, "push", None)
+        configured = bool(push is not None and push.has_push)
+        # parse-server reports pushAudiences and localization true whatever the configuration; parsectl
+        # localises pushes (alert-xx) but has no /push_audiences routes, so it says false for audiences
+        return {"immediatePush": configured, "scheduledPush": bool(configured and push.scheduled_push),
+                "storedPushData": configured, "pushAudiences": False, "localization": True}
 
     # --- schemas --------------------------------------------------------------------------------------
     async def schemas_all(self, request: Request, args: dict[str, str]) -> Response:

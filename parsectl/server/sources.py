@@ -30,6 +30,8 @@ ENV_VARS = {
     "maxUploadSize": "PARSE_SERVER_MAX_UPLOAD_SIZE",
     "allowOrigin": "PARSE_SERVER_ALLOW_ORIGIN",
     "cloud": "PARSE_SERVER_CLOUD",
+    "push": "PARSE_SERVER_PUSH",
+    "scheduledPush": "PARSE_SERVER_SCHEDULED_PUSH",
     "port": "PORT",
     "host": "PARSE_SERVER_HOST",
 }
