@@ -357,6 +357,8 @@ class PostgresAdapter:
                             _decoder(ftype)))
         layout = _Layout(columns, len(schema.fields))
         select = f"SELECT {layout.select_list} FROM {quote(schema.class_name)}"
+        if len(self._layouts) > 1024:  # every schema reload brings new objects: keep the cache bounded
+            self._layouts.clear()
         self._layouts[id(schema)] = (schema, select, layout)
         return select, layout
 
@@ -374,6 +376,21 @@ class PostgresAdapter:
 
     async def find(self, schema: ClassSchema, where: Node, *, skip: int = 0, limit: int | None = None,
                    order: list[SortKey] | None = None) -> list[StoredObject]:
+        version = self._version
+        rows = await self._find(schema, where, skip, limit, order)
+        if self._version != version and rows:
+            # The class's schema changed while this read was on its way: a write that added a field may
+            # have landed before the SELECT ran, whose column list came from the older schema. Read the
+            # class's schema as stored now and read again, so no stored field is left out.
+            async with self.pool.connection() as conn:
+                fresh = await self._read_schema(conn, schema.class_name)
+            if fresh is not None and not fresh.fields.keys() <= schema.fields.keys():
+                fresh.fields = {**fresh.fields, **schema.fields}
+                rows = await self._find(fresh, where, skip, limit, order)
+        return rows
+
+    async def _find(self, schema: ClassSchema, where: Node, skip: int, limit: int | None,
+                    order: list[SortKey] | None) -> list[StoredObject]:
         select, layout = self._layout(schema)
         compiler = PostgresCompiler(schema)
         condition = compiler.compile(where)
