@@ -207,7 +207,11 @@ class ServerOptions:
 
     @property
     def max_upload_bytes(self) -> int:
-        return parse_size(self.max_upload_size)
+        cached = self.__dict__.get("_max_upload")
+        if cached is None or cached[0] != self.max_upload_size:  # read on every request: parse once
+            cached = (self.max_upload_size, parse_size(self.max_upload_size))
+            self.__dict__["_max_upload"] = cached
+        return cached[1]
 
 
 def parse_bool(name: str, value: str) -> bool:
