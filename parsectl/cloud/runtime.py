@@ -128,6 +128,25 @@ class CloudQuery:
     def equal_to(self, key: str, value: Any) -> CloudQuery:
         return self.where({key: value})
 
+    # The JS SDK's common constraints, by their Python names (values in REST form).
+    def not_equal_to(self, key: str, value: Any) -> CloudQuery:
+        return self.where({key: {"$ne": value}})
+
+    def greater_than(self, key: str, value: Any) -> CloudQuery:
+        return self.where({key: {"$gt": value}})
+
+    def less_than(self, key: str, value: Any) -> CloudQuery:
+        return self.where({key: {"$lt": value}})
+
+    def contained_in(self, key: str, values: list[Any]) -> CloudQuery:
+        return self.where({key: {"$in": list(values)}})
+
+    def exists(self, key: str) -> CloudQuery:
+        return self.where({key: {"$exists": True}})
+
+    def does_not_exist(self, key: str) -> CloudQuery:
+        return self.where({key: {"$exists": False}})
+
     def _apply(self, opts: query.FindOptions) -> None:
         for constraints in self._where:
             node = query.parse_where(constraints, master=True)

@@ -75,6 +75,7 @@ async function main() {
     logsFolder: path.join(workDir, 'logs'),
     logLevel: process.env.PARSE_LOG_LEVEL || 'error',
     silent: !truthy(process.env.PARSE_VERBOSE),
+    ...(process.env.CLOUD ? { cloud: process.env.CLOUD } : {}),
   });
   await server.start();
 

@@ -69,8 +69,10 @@ def reference_server(
     allow_client_class_creation: bool = False,
     port: int | None = None,
     startup_timeout: float = 60.0,
+    cloud: Path | None = None,
 ) -> Iterator[RunningServer]:
-    """Start node parse-server on `database_uri`; yield a RunningServer once /parse/health answers."""
+    """Start node parse-server on `database_uri` (with `cloud`, a main.js, if given); yield a RunningServer
+    once /parse/health answers."""
     ensure_npm_ci()
     port = port or free_port()
     work_dir = Path(tempfile.mkdtemp(prefix="parse-ref-"))
@@ -80,6 +82,8 @@ def reference_server(
         DATABASE_URI=database_uri, PORT=str(port), APP_ID=app_id, MASTER_KEY=master_key, WORK_DIR=str(work_dir),
         ALLOW_CCC="1" if allow_client_class_creation else "0",
     )
+    if cloud is not None:
+        env["CLOUD"] = str(cloud)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [node_bin(), str(JS_DIR / "reference-server.js")],
