@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -26,7 +27,8 @@ class PoolTimeout(psycopg.OperationalError):
 
 class ConnectionPool:
     def __init__(self, uri: str, *, min_size: int, max_size: int, timeout: float, idle_check_seconds: float,
-                 kwargs: dict[str, Any]) -> None:
+                 kwargs: dict[str, Any], configure: Callable[[psycopg.AsyncConnection[Any]], None] | None = None
+                 ) -> None:
         if max_size < 1:
             raise ValueError("the pool's max size must be at least 1")
         self.uri = uri
@@ -35,6 +37,7 @@ class ConnectionPool:
         self.timeout = timeout
         self.idle_check_seconds = idle_check_seconds
         self.kwargs = kwargs
+        self.configure = configure
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
         self._waiters: collections.deque[asyncio.Future[psycopg.AsyncConnection[Any]]] = collections.deque()
         self._size = 0  # connections open or being opened
@@ -73,8 +76,11 @@ class ConnectionPool:
 
     # --- checkout ---------------------------------------------------------------------------------------
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await psycopg.AsyncConnection.connect(self.uri, connect_timeout=max(1, int(self.timeout)),
+        conn = await psycopg.AsyncConnection.connect(self.uri, connect_timeout=max(1, int(self.timeout)),
                                                      **self.kwargs)
+        if self.configure is not None:
+            self.configure(conn)
+        return conn
 
     async def acquire(self) -> psycopg.AsyncConnection[Any]:
         if self._closed:

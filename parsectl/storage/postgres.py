@@ -30,6 +30,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
 from parsectl.model.query import And, Compare, Node, SortKey
 from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSchema, default_clp
+from parsectl.storage import pg_types
 from parsectl.storage.base import StoredObject
 from parsectl.storage.pg_pool import ConnectionPool
 from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
@@ -141,7 +142,8 @@ class PostgresAdapter:
         self.uri = uri
         self.pool = ConnectionPool(uri, min_size=min_size, max_size=max_size, timeout=timeout,
                                    idle_check_seconds=IDLE_CHECK_SECONDS,
-                                   kwargs={"autocommit": True, "options": "-c TimeZone=UTC"})
+                                   kwargs={"autocommit": True, "options": pg_types.SESSION_OPTIONS},
+                                   configure=pg_types.configure)
         self._sender = str(uuid.uuid4())
         self._version = 0
         self._listener: asyncio.Task[None] | None = None
@@ -348,13 +350,12 @@ class PostgresAdapter:
         if schema.class_name == "_User":
             fields.update(_USER_INTERNAL)
         columns: list[tuple[str, str, Any]] = [
-            ("objectId", '"objectId"', None), ("createdAt", _iso_sql('"createdAt"'), None),
-            ("updatedAt", _iso_sql('"updatedAt"'), None), ("_rperm", '"_rperm"', None), ("_wperm", '"_wperm"', None)]
+            ("objectId", '"objectId"', None), ("createdAt", '"createdAt"', None),
+            ("updatedAt", '"updatedAt"', None), ("_rperm", '"_rperm"', None), ("_wperm", '"_wperm"', None)]
         for name, ftype in fields.items():
             if name in SYSTEM_COLUMNS or ftype["type"] in ("ACL", "Relation") or name == "password":
                 continue
-            columns.append((name, _iso_sql(quote(name)) if ftype["type"] == "Date" else quote(name),
-                            _decoder(ftype)))
+            columns.append((name, quote(name), _decoder(ftype)))
         layout = _Layout(columns, len(schema.fields))
         select = f"SELECT {layout.select_list} FROM {quote(schema.class_name)}"
         if len(self._layouts) > 1024:  # every schema reload brings new objects: keep the cache bounded
@@ -725,12 +726,6 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
-def _iso_sql(column: str) -> str:
-    """A timestamptz column selected as JavaScript's ``Date.toJSON`` string (UTC, milliseconds, ``Z``):
-    PostgreSQL formats it in C, which is cheaper than a datetime per value in Python."""
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
-
 class _Layout:
     """The columns read for a class and a row decoder generated for them.
 
@@ -777,7 +772,7 @@ class _Scored:
 def _decoder(ftype: FieldType) -> Any:
     kind = ftype["type"]
     if kind == "Date":
-        return codec.date  # selected through _iso_sql: PostgreSQL formats the ISO string
+        return codec.date  # loaded as the ISO string (pg_types.IsoTimestampLoader)
     if kind == "Pointer":
         target = ftype["targetClass"]
         return lambda v: codec.pointer(target, v)

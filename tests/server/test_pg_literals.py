@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from parsectl.model import codec
+from parsectl.storage import pg_types
 from parsectl.storage.postgres_query import text_array
 
 pytestmark = pytest.mark.slow
@@ -19,10 +20,21 @@ def test_text_array_literals_round_trip(pg_uri: str) -> None:
             assert got == values
 
 
-def test_server_timestamps_read_back_to_the_millisecond(pg_uri: str) -> None:
+def test_timestamps_load_as_javascript_iso_strings(pg_uri: str) -> None:
+    """The loader's fast path must give what formatting psycopg's datetime gives, for every text form."""
     iso = "2026-11-28T07:01:02.123Z"
     assert codec.is_canonical_iso(iso) and not codec.is_canonical_iso("2026-02-30T00:00:00.000Z")
-    with psycopg.connect(pg_uri, options="-c TimeZone=America/New_York") as conn:
-        got = conn.execute("SELECT to_char(%s::timestamptz AT TIME ZONE 'UTC', "
-                           "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')", (iso,)).fetchone()[0]
-    assert got == iso
+    values = ["2026-11-28T07:01:02.123Z", "2026-11-28 07:01:02+00", "2026-11-28 07:01:02.9+00",
+              "2026-11-28 07:01:02.999999+00", "2026-11-28 07:01:02.000001+00", "0099-01-01 00:00:00.5+00",
+              "2026-06-30 23:59:59.25-07"]
+    with psycopg.connect(pg_uri, options="-c TimeZone=UTC -c DateStyle=ISO,MDY") as plain:
+        expected = [codec.format_iso(plain.execute("SELECT %s::timestamptz", (v,)).fetchone()[0]) for v in values]
+    with psycopg.connect(pg_uri, options=pg_types.SESSION_OPTIONS) as conn:
+        conn.adapters.register_loader("timestamptz", pg_types.IsoTimestampLoader)
+        got = [conn.execute("SELECT %s::timestamptz", (v,)).fetchone()[0] for v in values]
+    assert got == expected
+    assert got[0] == iso and got[1] == "2026-11-28T07:01:02.000Z" and got[3] == "2026-11-28T07:01:02.999Z"
+    with psycopg.connect(pg_uri, options=pg_types.SESSION_OPTIONS) as conn:  # datetime stops at 9999
+        conn.adapters.register_loader("timestamptz", pg_types.IsoTimestampLoader)
+        big = conn.execute("SELECT '12026-01-01 00:00:00.5+00'::timestamptz").fetchone()[0]
+    assert big == "+012026-01-01T00:00:00.500Z"  # as JavaScript's Date.toJSON writes it
