@@ -81,6 +81,7 @@ class CloudRequest:
         self.params: dict[str, Any] = {}
         self.user: dict[str, Any] | None = None
         self.master = False
+        self.is_read_only = False
         self.installation_id: str | None = None
         self.object: dict[str, Any] | None = None
         self.original: dict[str, Any] | None = None
@@ -210,8 +211,9 @@ def _changes(before: dict[str, Any], after: Any) -> dict[str, Any]:
 
 
 class CloudRuntime:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, webhooks: Any = None) -> None:
         self.cloud = cloud
+        self.webhooks = webhooks  # parsectl.cloud.webhooks.Webhooks, or None
         self._hits: dict[tuple[str, str], list[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -225,6 +227,8 @@ class CloudRuntime:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             client = scope.get("client")
             token = _scope.set(_Scope(headers, client[0] if client else None))
+            if self.webhooks is not None:
+                await self.webhooks.refresh()
             try:
                 return await handle(scope, receive)
             finally:
@@ -240,8 +244,24 @@ class CloudRuntime:
         server._handle = _handle
         server.keys.authorize = _authorize
 
+    def trigger(self, kind: str, class_name: str) -> Definition | None:
+        """The handler of a trigger: a registered webhook first (it overrides Cloud Code), then Cloud Code."""
+        if self.webhooks is not None:
+            hook = self.webhooks.trigger(kind, class_name)
+            if hook is not None:
+                return hook
+        return self.cloud.trigger(kind, class_name)
+
+    def function(self, name: str) -> Definition | None:
+        if self.webhooks is not None:
+            hook = self.webhooks.function(name)
+            if hook is not None:
+                return hook
+        return self.cloud.functions.get(name)
+
     def has(self, kind: str, class_name: str) -> bool:
-        return (kind, class_name) in self.cloud.triggers
+        return (kind, class_name) in self.cloud.triggers or (
+            self.webhooks is not None and (kind, class_name) in self.webhooks.triggers)
 
     def saves(self, class_name: str) -> bool:
         """Whether saves of ``class_name`` run triggers (a batch then creates them one by one)."""
@@ -264,7 +284,8 @@ class CloudRuntime:
     async def _request(self, rest: Any, auth: Auth, **attrs: Any) -> CloudRequest:
         current = _scope.get() or _Scope()
         attrs.setdefault("context", self._context())
-        return CloudRequest(user=await _user(rest, auth), master=auth.master, installation_id=auth.installation_id,
+        return CloudRequest(user=await _user(rest, auth), master=auth.master, is_read_only=auth.read_only,
+                            installation_id=auth.installation_id,
                             headers=dict(current.headers), ip=current.ip, **attrs)
 
     # --- running handlers -------------------------------------------------------------------------------
@@ -355,7 +376,7 @@ class CloudRuntime:
 
     # --- functions and jobs -----------------------------------------------------------------------------
     async def call_function(self, rest: Any, auth: Auth, name: str, params: dict[str, Any]) -> Any:
-        definition = self.cloud.functions.get(name)
+        definition = self.function(name)
         if definition is None:
             raise ParseError(SCRIPT_FAILED, f'Invalid function: "{name}"')
         request = await self._request(rest, auth, params=params, function_name=name)
@@ -416,8 +437,8 @@ class CloudRuntime:
     async def create(self, rest: Any, auth: Auth, class_name: str, body: Any,
                      write: Callable[[Auth, str, Any], Awaitable[tuple[str, dict[str, Any]]]]
                      ) -> tuple[str, dict[str, Any]]:
-        before = self.cloud.trigger(BEFORE_SAVE, class_name)
-        after = self.cloud.trigger(AFTER_SAVE, class_name)
+        before = self.trigger(BEFORE_SAVE, class_name)
+        after = self.trigger(AFTER_SAVE, class_name)
         if not isinstance(body, dict) or (before is None and after is None):
             return await write(auth, class_name, body)
         context = self._context()
@@ -445,8 +466,8 @@ class CloudRuntime:
 
     async def update(self, rest: Any, auth: Auth, class_name: str, object_id: str, body: Any,
                      write: Callable[[Auth, str, str, Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_SAVE, class_name)
-        after = self.cloud.trigger(AFTER_SAVE, class_name)
+        before = self.trigger(BEFORE_SAVE, class_name)
+        after = self.trigger(AFTER_SAVE, class_name)
         if not isinstance(body, dict) or (before is None and after is None):
             return await write(auth, class_name, object_id, body)
         original = await _fetch(rest, class_name, object_id)
@@ -490,8 +511,8 @@ class CloudRuntime:
 
     async def delete(self, rest: Any, auth: Auth, class_name: str, object_id: str,
                      write: Callable[[Auth, str, str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_DELETE, class_name)
-        after = self.cloud.trigger(AFTER_DELETE, class_name)
+        before = self.trigger(BEFORE_DELETE, class_name)
+        after = self.trigger(AFTER_DELETE, class_name)
         original = await _fetch(rest, class_name, object_id) if before or after else None
         if original is None:
             return await write(auth, class_name, object_id)
@@ -514,8 +535,8 @@ class CloudRuntime:
     # --- triggers on reads --------------------------------------------------------------------------------
     async def find(self, rest: Any, auth: Auth, class_name: str, opts: query.FindOptions, operation: str,
                    run: Callable[..., Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_FIND, class_name)
-        after = self.cloud.trigger(AFTER_FIND, class_name)
+        before = self.trigger(BEFORE_FIND, class_name)
+        after = self.trigger(AFTER_FIND, class_name)
         if before is None and after is None:
             return await run(auth, class_name, opts, operation=operation)
         if before is not None:
@@ -541,14 +562,14 @@ class CloudRuntime:
 
     # --- log-in and log-out -------------------------------------------------------------------------------
     async def before_login(self, rest: Any, auth: Auth, user: dict[str, Any]) -> None:
-        definition = self.cloud.trigger(BEFORE_LOGIN, "_User")
+        definition = self.trigger(BEFORE_LOGIN, "_User")
         if definition is not None:
             request = await self._request(rest, auth, trigger_name=BEFORE_LOGIN, class_name="_User",
                                           object=copy.deepcopy(user))
             await self._run(definition, request, "beforeLogin trigger")
 
     async def after_login(self, rest: Any, auth: Auth, user: dict[str, Any]) -> None:
-        definition = self.cloud.trigger(AFTER_LOGIN, "_User")
+        definition = self.trigger(AFTER_LOGIN, "_User")
         if definition is not None:
             user_auth = Auth(user_id=user.get("objectId"), installation_id=auth.installation_id)
             request = await self._request(rest, user_auth, trigger_name=AFTER_LOGIN, class_name="_User",
@@ -566,7 +587,7 @@ class CloudRuntime:
         return rest.to_wire(schema, rows[0], Auth(master=True)) if rows else None
 
     async def after_logout(self, rest: Any, auth: Auth, session: dict[str, Any] | None) -> None:
-        definition = self.cloud.trigger(AFTER_LOGOUT, "_Session")
+        definition = self.trigger(AFTER_LOGOUT, "_Session")
         if definition is None or session is None:
             return
         try:

@@ -13,6 +13,7 @@ from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
 from parsectl.server.config_api import register_routes
 from parsectl.server.functions_api import FunctionsAPI
+from parsectl.server.hooks_api import register_hook_routes
 from parsectl.server.http import Response
 from parsectl.server.jobs_api import register_routes as register_job_schedule_routes
 from parsectl.server.rest import RestService
@@ -58,6 +59,7 @@ class Router:
         self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
         register_routes(self)
         register_job_schedule_routes(self)
+        register_hook_routes(self)
         self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
         self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
         self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
@@ -111,7 +113,7 @@ class Router:
         return Response.json({
             "features": {
                 "globalConfig": {"create": True, "read": True, "update": True, "delete": True},
-                "hooks": {"create": False, "read": False, "update": False, "delete": False},
+                "hooks": {"create": True, "read": True, "update": True, "delete": True},
                 "cloudCode": {"jobs": True},
                 "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
                 "push": self._push_features(),
