@@ -31,7 +31,9 @@ from parsectl.cloud.registry import (
     BEFORE_FIND,
     BEFORE_LOGIN,
     BEFORE_SAVE,
+    FILE_CLASS,
     Cloud,
+    CloudFile,
     Definition,
     Validator,
 )
@@ -94,6 +96,9 @@ class CloudRequest:
         self.job_name: str | None = None
         self.job_id: str | None = None
         self.query: CloudQuery | None = None
+        self.file: CloudFile | None = None
+        self.file_size: int | None = None
+        self.content_length: int | None = None
         self.objects: list[dict[str, Any]] | None = None
         self.is_get = False
         self.count = False
@@ -289,7 +294,8 @@ class CloudRuntime:
                             headers=dict(current.headers), ip=current.ip, **attrs)
 
     # --- running handlers -------------------------------------------------------------------------------
-    async def _invoke(self, definition: Definition, request: CloudRequest, what: str) -> Any:
+    async def _invoke(self, definition: Definition, request: CloudRequest, what: str,
+                      default_code: int = SCRIPT_FAILED) -> Any:
         fn = definition.handler
 
         async def run() -> Any:
@@ -305,16 +311,17 @@ class CloudRuntime:
         except ParseError:
             raise
         except TimeoutError:
-            raise ParseError(SCRIPT_FAILED, f"{what} timed out after {definition.timeout:g} s") from None
+            raise ParseError(default_code, f"{what} timed out after {definition.timeout:g} s") from None
         except Exception as exc:  # noqa: BLE001 - Cloud Code errors reach the client as 141
             log.warning("%s failed: %r", what, exc, exc_info=True)
-            raise _failure(exc, SCRIPT_FAILED) from None
+            raise _failure(exc, default_code) from None
 
-    async def _run(self, definition: Definition, request: CloudRequest, what: str) -> Any:
+    async def _run(self, definition: Definition, request: CloudRequest, what: str,
+                   default_code: int = SCRIPT_FAILED) -> Any:
         if definition.validator is not None:
             self._rate_limit(definition, request)
             await self._validate(definition.validator, request)
-        return await self._invoke(definition, request, what)
+        return await self._invoke(definition, request, what, default_code)
 
     def _rate_limit(self, definition: Definition, request: CloudRequest) -> None:
         limit = definition.validator.rate_limit if definition.validator else None
@@ -559,6 +566,28 @@ class CloudRuntime:
             except Unserialisable as exc:
                 raise ParseError(SCRIPT_FAILED, f"afterFind trigger on {class_name} returned {exc}") from None
         return response
+
+    # --- files ------------------------------------------------------------------------------------------
+    async def file_trigger(self, rest: Any, auth: Auth, kind: str, file: CloudFile, *, file_size: int | None = None,
+                           content_length: int | None = None) -> CloudFile | None:
+        """Run a file trigger (``kind``: beforeSave, afterSave, beforeDelete, afterDelete on ``@File``). Errors
+        default to 130 (saves) or 153 (deletes), as parse-server's. For beforeSave, the file to store: the
+        handler's returned :class:`CloudFile`, or ``request.file`` as the handler left it."""
+        definition = self.trigger(kind, FILE_CLASS)
+        if definition is None:
+            return file
+        default_code = 153 if kind in (BEFORE_DELETE, AFTER_DELETE) else 130
+        request = await self._request(rest, auth, trigger_name=kind, file=file, file_size=file_size,
+                                      content_length=content_length)
+        result = await self._run(definition, request, f"{kind}File trigger", default_code)
+        if kind != BEFORE_SAVE:
+            return file
+        chosen = result if isinstance(result, CloudFile) else request.file
+        if not isinstance(chosen, CloudFile) or not isinstance(chosen.name, str) or not chosen.name:
+            raise ParseError(default_code, "beforeSaveFile must leave request.file a CloudFile with a name")
+        if chosen.url is None and not isinstance(chosen.data, bytes | bytearray):
+            raise ParseError(default_code, "beforeSaveFile must leave the file's data as bytes")
+        return chosen
 
     # --- log-in and log-out -------------------------------------------------------------------------------
     async def before_login(self, rest: Any, auth: Auth, user: dict[str, Any]) -> None:

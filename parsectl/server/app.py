@@ -86,6 +86,7 @@ class ParseServer:
                               self.storage, self.schemas)
         self.rest.cloud = _cloud_runtime(self.options, self.storage)  # Cloud Code and webhooks (parsectl.cloud)
         self.rest.cloud.instrument(self)
+        self.files.cloud, self.files.rest = self.rest.cloud, self.rest
         self.push = _push_controller(self.rest, self.options)
         self.rest.push = self.push  # type: ignore[attr-defined]  # read by /serverInfo
         register_push(self.router, self.push)
