@@ -92,6 +92,8 @@ class ParseServer:
         register_push(self.router, self.push)
         self._started = False
         self._start_lock = asyncio.Lock()
+        self.reload_cloud = False  # parsectl serve --reload: reload Cloud Code when its files change
+        self._reloader: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,10 +104,18 @@ class ParseServer:
             await self.storage.open()
             await self.schemas.load()
             await self.rest.cloud.webhooks.load()
+            if self.reload_cloud and self.options.cloud:
+                from parsectl.cloud.reload import CloudReloader
+
+                self._reloader = CloudReloader(self.options.cloud, self.rest.cloud)
+                self._reloader.start()
             self._started = True
 
     async def stop(self) -> None:
         if self._started:
+            if self._reloader is not None:
+                await self._reloader.stop()
+                self._reloader = None
             await self.storage.close()
             await self.files_adapter.close()
             await self.push.close()
