@@ -319,3 +319,12 @@ def test_bad_options() -> None:
         ServerOptions.from_mapping({"appId": "a", "masterKey": "m", "webhookTimeout": -1})
     opts = ServerOptions.from_mapping({"appId": "a", "masterKey": "m", "webhookAllowedHosts": "127.0.0.1, *.lan"})
     assert opts.webhook_allowed_hosts == ["127.0.0.1", "*.lan"]
+
+
+def test_options_from_the_environment() -> None:
+    from parsectl.server.sources import build_options, read_env
+
+    env = {"PARSE_SERVER_WEBHOOK_KEY": "k", "PARSE_SERVER_WEBHOOK_TIMEOUT": "2.5",
+           "PARSE_SERVER_WEBHOOK_ALLOWED_HOSTS": "10.0.0.0/8,hooks.lan"}
+    opts = build_options({"appId": "a", "masterKey": "m", **read_env(env)})
+    assert (opts.webhook_key, opts.webhook_timeout, opts.webhook_allowed_hosts) == ("k", 2.5, ["10.0.0.0/8", "hooks.lan"])
