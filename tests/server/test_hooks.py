@@ -30,7 +30,14 @@ class Target:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.headers.get("transfer-encoding", "").lower() == "chunked":  # node sends chunks
+                    raw = b""
+                    while size := int(self.rfile.readline().strip(), 16):
+                        raw += self.rfile.read(size)
+                        self.rfile.readline()
+                    self.rfile.readline()
+                else:
+                    raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 target.seen.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
                                     "body": json.loads(raw or b"null")})
                 answer = target.answers.get(self.path, {"success": None})
