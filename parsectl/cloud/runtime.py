@@ -60,11 +60,18 @@ class RateLimited(ParseError):
 
 @dataclass
 class _Scope:
-    """What Cloud Code sees of the HTTP request it runs in."""
+    """What Cloud Code sees of the HTTP request it runs in (headers decoded only when asked for)."""
 
-    headers: dict[str, str] = field(default_factory=dict)
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     ip: str | None = None
     context: Any = None
+    _headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.raw_headers}
+        return self._headers
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("parsectl_cloud_scope", default=None)
@@ -229,9 +236,8 @@ class CloudRuntime:
         handle, authorize = server._handle, server.keys.authorize
 
         async def _handle(scope: dict[str, Any], receive: Any) -> Any:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             client = scope.get("client")
-            token = _scope.set(_Scope(headers, client[0] if client else None))
+            token = _scope.set(_Scope(scope.get("headers") or [], client[0] if client else None))
             if self.webhooks is not None:
                 await self.webhooks.refresh()
             try:
