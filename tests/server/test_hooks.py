@@ -335,3 +335,48 @@ def test_options_from_the_environment() -> None:
            "PARSE_SERVER_WEBHOOK_ALLOWED_HOSTS": "10.0.0.0/8,hooks.lan"}
     opts = build_options({"appId": "a", "masterKey": "m", **read_env(env)})
     assert (opts.webhook_key, opts.webhook_timeout, opts.webhook_allowed_hosts) == ("k", 2.5, ["10.0.0.0/8", "hooks.lan"])
+
+
+def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> None:
+    """Stand in for DNS (there is none here): the listed names resolve to the listed addresses."""
+    import asyncio
+    import socket
+
+    real = asyncio.BaseEventLoop.getaddrinfo
+
+    async def getaddrinfo(self: Any, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in answers:
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                    for a in answers[host]]
+        return await real(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
+
+
+def test_names_are_checked_on_every_address_and_pinned(tmp_path: Path, target: Target,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    port = target.server.server_port
+    _fake_dns(monkeypatch, {"mixed.example": ["93.184.216.34", "127.0.0.1"], "hooks.example": ["127.0.0.1"],
+                            "public.example": ["93.184.216.34"]})
+    c = make_client(f"sqlite:///{tmp_path / 'parse.db'}")  # default policy: public addresses only
+    try:
+        status, body = post(c, "/hooks/functions", {"functionName": "m", "url": f"http://mixed.example:{port}/x"},
+                            master=True)
+        assert status == 400 and "mixed.example resolves to 127.0.0.1 is a loopback address" in body["error"]
+        assert post(c, "/hooks/functions", {"functionName": "p", "url": "http://public.example/x"},
+                    master=True)[0] == 200
+        # the name now points somewhere private (DNS rebinding): the call is refused, nothing is sent
+        _fake_dns(monkeypatch, {"public.example": ["10.0.0.7"]})
+        status, body = post(c, "/functions/p", {})
+        assert status == 400 and body["code"] == 141 and "10.0.0.7 is a private address" in body["error"]
+    finally:
+        c.close()
+    target.answers = {"/pinned": {"success": "ok"}}
+    c = make_client(f"sqlite:///{tmp_path / 'parse2.db'}", webhook_allowed_hosts=["127.0.0.1"])
+    try:  # an allowed name: the call goes to the checked address, with the URL's Host header
+        assert post(c, "/hooks/functions", {"functionName": "h", "url": f"http://hooks.example:{port}/pinned"},
+                    master=True)[0] == 200
+        assert post(c, "/functions/h", {}) == (200, {"result": "ok"})
+        assert target.seen[-1]["headers"]["host"] == f"hooks.example:{port}"
+    finally:
+        c.close()
