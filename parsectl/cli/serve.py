@@ -67,6 +67,8 @@ def serve(
                                                    "[env PARSE_SERVER_CLOUD]"),
     config: Path = typer.Option(None, "--config", help="parse-server config.json (JSON or YAML)."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    reload: bool = typer.Option(False, "--reload", help="Reload Cloud Code when its files change (a file that "
+                                                         "fails to load leaves the previous code in service)."),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
     output: str = typer.Option("text", "--output", help="Start-up report format: text or json."),
 ) -> None:
@@ -122,7 +124,9 @@ def serve(
         typer.echo(f"  workers   {workers}")
     sys.stdout.flush()
     _preflight(api)
-    _run(api, bind_host, bind_port, workers, verbose)
+    if reload and not api.get("cloud"):
+        _fail("--reload needs Cloud Code (--cloud or the cloud option)")
+    _run(api, bind_host, bind_port, workers, verbose, reload)
 
 
 def _preflight(api: dict[str, Any]) -> None:
@@ -163,7 +167,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(EXIT_CONFIG)
 
 
-def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool) -> None:
+def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool, reload: bool = False) -> None:
     import uvicorn
 
     common: dict[str, Any] = {
@@ -175,9 +179,9 @@ def _run(api: dict[str, Any], host: str, port: int, workers: int, verbose: bool)
         common["proxy_headers"] = True
         common["forwarded_allow_ips"] = "*" if trusted is True else ",".join(trusted)
     if workers > 1:
-        _run_workers(api, host, port, workers, common)
+        _run_workers(api, host, port, workers, common, reload)
     else:
-        _serve(uvicorn.Config(_build_app(api), **common))
+        _serve(uvicorn.Config(_build_app(api, reload), **common))
 
 
 def _serve(config: Any, sockets: list[Any] | None = None) -> None:
@@ -206,10 +210,12 @@ def _serve(config: Any, sockets: list[Any] | None = None) -> None:
     Server(config).run(sockets=sockets)
 
 
-def _build_app(api: dict[str, Any]) -> Any:
+def _build_app(api: dict[str, Any], reload: bool = False) -> Any:
     from parsectl.server import ParseServer, mounted
 
-    return mounted(ParseServer(api))
+    server = ParseServer(api)
+    server.reload_cloud = reload
+    return mounted(server)
 
 
 def _listen(host: str, port: int) -> Any:
@@ -226,7 +232,7 @@ def _listen(host: str, port: int) -> Any:
     return sock
 
 
-def _worker(api: dict[str, Any], host: str, port: int, common: dict[str, Any]) -> None:
+def _worker(api: dict[str, Any], host: str, port: int, common: dict[str, Any], reload: bool = False) -> None:
     import signal
 
     import uvicorn
@@ -235,18 +241,19 @@ def _worker(api: dict[str, Any], host: str, port: int, common: dict[str, Any]) -
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
     sock = _listen(host, port)
-    config = uvicorn.Config(_build_app(api), **{k: v for k, v in common.items() if k not in ("host", "port")})
+    config = uvicorn.Config(_build_app(api, reload), **{k: v for k, v in common.items() if k not in ("host", "port")})
     _serve(config, [sock])
 
 
-def _run_workers(api: dict[str, Any], host: str, port: int, workers: int, common: dict[str, Any]) -> None:
+def _run_workers(api: dict[str, Any], host: str, port: int, workers: int, common: dict[str, Any],
+                 reload: bool = False) -> None:
     """Run ``workers`` server processes on one port; stop them all on SIGTERM/SIGINT or if one fails."""
     import multiprocessing
     import signal
 
     _listen(host, port).close()  # fail here, with a clear error, if the port is taken
     context = multiprocessing.get_context("fork")
-    procs = [context.Process(target=_worker, args=(api, host, port, common), daemon=False) for _ in range(workers)]
+    procs = [context.Process(target=_worker, args=(api, host, port, common, reload), daemon=False) for _ in range(workers)]
     stopping = False
 
     def stop(signum: int, frame: Any) -> None:

@@ -29,7 +29,9 @@ it can import its neighbours.
 
 Triggers: ``before_save``/``after_save``, ``before_delete``/``after_delete``, ``before_find``/``after_find``
 (per class: a name or a class whose ``__name__`` is the name), ``before_login``/``after_login``/
-``after_logout``. Validators: ``require_user``, ``require_master``, ``fields`` (a list of required names,
+``after_logout``; for files ``before_save_file``/``after_save_file``/``before_delete_file``/
+``after_delete_file`` (``request.file`` is a :class:`CloudFile`; errors default to 130 / 153 as in
+parse-server). Validators: ``require_user``, ``require_master``, ``fields`` (a list of required names,
 or ``{name: type}`` for required-and-typed, or ``{name: {"type", "required", "default", "options",
 "constant", "error"}}``), ``validate_master_key`` and ``rate_limit`` (parse-server's ``requestCount``,
 ``requestTimeWindow`` in ms, ``errorResponseMessage``, ``includeMasterKey``, ``includeInternalRequests``,
@@ -44,7 +46,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from parsectl.cloud.registry import Cloud, Definition, Validator
+from parsectl.cloud.registry import Cloud, CloudFile, Definition, Validator
 from parsectl.cloud.runtime import CloudQuery, CloudRequest, CloudRuntime
 from parsectl.model.errors import ParseError
 
@@ -86,5 +88,5 @@ def load(spec: str) -> Cloud:
     return found
 
 
-__all__ = ["Cloud", "CloudLoadError", "CloudQuery", "CloudRequest", "CloudRuntime", "Definition", "ParseError",
+__all__ = ["Cloud", "CloudFile", "CloudLoadError", "CloudQuery", "CloudRequest", "CloudRuntime", "Definition", "ParseError",
            "Validator", "load"]

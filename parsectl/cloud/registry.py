@@ -15,6 +15,7 @@ BEFORE_SAVE, AFTER_SAVE = "beforeSave", "afterSave"
 BEFORE_DELETE, AFTER_DELETE = "beforeDelete", "afterDelete"
 BEFORE_FIND, AFTER_FIND = "beforeFind", "afterFind"
 BEFORE_LOGIN, AFTER_LOGIN, AFTER_LOGOUT = "beforeLogin", "afterLogin", "afterLogout"
+FILE_CLASS = "@File"  # file triggers are beforeSave/afterSave/beforeDelete/afterDelete on "@File", as in parse-server
 TRIGGERS = (BEFORE_SAVE, AFTER_SAVE, BEFORE_DELETE, AFTER_DELETE, BEFORE_FIND, AFTER_FIND, BEFORE_LOGIN,
             AFTER_LOGIN, AFTER_LOGOUT)
 _SESSION_TRIGGERS = {BEFORE_LOGIN: "_User", AFTER_LOGIN: "_User", AFTER_LOGOUT: "_Session"}
@@ -171,8 +172,50 @@ class Cloud:
     def after_logout(self, handler: Handler | None = None, **options: Any) -> Any:
         return self._trigger(AFTER_LOGOUT, "_Session", handler, options)
 
+    # --- files --------------------------------------------------------------------------------------
+    def _file_trigger(self, kind: str, handler: Handler | None, options: dict[str, Any]) -> Any:
+        timeout = options.pop("timeout", None)
+        timeout = _UNSET if timeout is None else timeout
+        validator = Validator.build(**options)
+
+        def register(fn: Handler) -> Handler:
+            self.triggers[(kind, FILE_CLASS)] = Definition(f"{kind}File", fn, validator, self._timeout(timeout))
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def before_save_file(self, handler: Handler | None = None, **options: Any) -> Any:
+        """Runs before an upload is stored, with ``request.file`` (a :class:`CloudFile`): change its ``name``,
+        ``data``, ``metadata``, ``tags`` or ``directory``, refuse by raising, or return a ``CloudFile`` with a
+        ``url`` to answer with that file and store nothing."""
+        return self._file_trigger(BEFORE_SAVE, handler, options)
+
+    def after_save_file(self, handler: Handler | None = None, **options: Any) -> Any:
+        """Runs after an upload is stored; ``request.file`` has its stored ``name`` and ``url``."""
+        return self._file_trigger(AFTER_SAVE, handler, options)
+
+    def before_delete_file(self, handler: Handler | None = None, **options: Any) -> Any:
+        """Runs before ``DELETE /files/<name>``; raising refuses the deletion."""
+        return self._file_trigger(BEFORE_DELETE, handler, options)
+
+    def after_delete_file(self, handler: Handler | None = None, **options: Any) -> Any:
+        return self._file_trigger(AFTER_DELETE, handler, options)
+
     def trigger(self, kind: str, class_name: str) -> Definition | None:
         return self.triggers.get((kind, class_name))
+
+
+@dataclass
+class CloudFile:
+    """A file as file triggers see it (parse-server's Parse.File): ``url`` is set once it is stored."""
+
+    name: str
+    data: bytes | None = None
+    content_type: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
+    directory: str | None = None
+    url: str | None = None
 
 
 _UNSET: Any = object()

@@ -31,7 +31,9 @@ from parsectl.cloud.registry import (
     BEFORE_FIND,
     BEFORE_LOGIN,
     BEFORE_SAVE,
+    FILE_CLASS,
     Cloud,
+    CloudFile,
     Definition,
     Validator,
 )
@@ -58,11 +60,18 @@ class RateLimited(ParseError):
 
 @dataclass
 class _Scope:
-    """What Cloud Code sees of the HTTP request it runs in."""
+    """What Cloud Code sees of the HTTP request it runs in (headers decoded only when asked for)."""
 
-    headers: dict[str, str] = field(default_factory=dict)
+    raw_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     ip: str | None = None
     context: Any = None
+    _headers: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.raw_headers}
+        return self._headers
 
 
 _scope: ContextVar[_Scope | None] = ContextVar("parsectl_cloud_scope", default=None)
@@ -81,6 +90,7 @@ class CloudRequest:
         self.params: dict[str, Any] = {}
         self.user: dict[str, Any] | None = None
         self.master = False
+        self.is_read_only = False
         self.installation_id: str | None = None
         self.object: dict[str, Any] | None = None
         self.original: dict[str, Any] | None = None
@@ -93,6 +103,9 @@ class CloudRequest:
         self.job_name: str | None = None
         self.job_id: str | None = None
         self.query: CloudQuery | None = None
+        self.file: CloudFile | None = None
+        self.file_size: int | None = None
+        self.content_length: int | None = None
         self.objects: list[dict[str, Any]] | None = None
         self.is_get = False
         self.count = False
@@ -210,8 +223,9 @@ def _changes(before: dict[str, Any], after: Any) -> dict[str, Any]:
 
 
 class CloudRuntime:
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, webhooks: Any = None) -> None:
         self.cloud = cloud
+        self.webhooks = webhooks  # parsectl.cloud.webhooks.Webhooks, or None
         self._hits: dict[tuple[str, str], list[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -222,9 +236,10 @@ class CloudRuntime:
         handle, authorize = server._handle, server.keys.authorize
 
         async def _handle(scope: dict[str, Any], receive: Any) -> Any:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             client = scope.get("client")
-            token = _scope.set(_Scope(headers, client[0] if client else None))
+            token = _scope.set(_Scope(scope.get("headers") or [], client[0] if client else None))
+            if self.webhooks is not None:
+                await self.webhooks.refresh()
             try:
                 return await handle(scope, receive)
             finally:
@@ -240,8 +255,24 @@ class CloudRuntime:
         server._handle = _handle
         server.keys.authorize = _authorize
 
+    def trigger(self, kind: str, class_name: str) -> Definition | None:
+        """The handler of a trigger: a registered webhook first (it overrides Cloud Code), then Cloud Code."""
+        if self.webhooks is not None:
+            hook = self.webhooks.trigger(kind, class_name)
+            if hook is not None:
+                return hook
+        return self.cloud.trigger(kind, class_name)
+
+    def function(self, name: str) -> Definition | None:
+        if self.webhooks is not None:
+            hook = self.webhooks.function(name)
+            if hook is not None:
+                return hook
+        return self.cloud.functions.get(name)
+
     def has(self, kind: str, class_name: str) -> bool:
-        return (kind, class_name) in self.cloud.triggers
+        return (kind, class_name) in self.cloud.triggers or (
+            self.webhooks is not None and (kind, class_name) in self.webhooks.triggers)
 
     def saves(self, class_name: str) -> bool:
         """Whether saves of ``class_name`` run triggers (a batch then creates them one by one)."""
@@ -264,11 +295,13 @@ class CloudRuntime:
     async def _request(self, rest: Any, auth: Auth, **attrs: Any) -> CloudRequest:
         current = _scope.get() or _Scope()
         attrs.setdefault("context", self._context())
-        return CloudRequest(user=await _user(rest, auth), master=auth.master, installation_id=auth.installation_id,
+        return CloudRequest(user=await _user(rest, auth), master=auth.master, is_read_only=auth.read_only,
+                            installation_id=auth.installation_id,
                             headers=dict(current.headers), ip=current.ip, **attrs)
 
     # --- running handlers -------------------------------------------------------------------------------
-    async def _invoke(self, definition: Definition, request: CloudRequest, what: str) -> Any:
+    async def _invoke(self, definition: Definition, request: CloudRequest, what: str,
+                      default_code: int = SCRIPT_FAILED) -> Any:
         fn = definition.handler
 
         async def run() -> Any:
@@ -284,16 +317,17 @@ class CloudRuntime:
         except ParseError:
             raise
         except TimeoutError:
-            raise ParseError(SCRIPT_FAILED, f"{what} timed out after {definition.timeout:g} s") from None
+            raise ParseError(default_code, f"{what} timed out after {definition.timeout:g} s") from None
         except Exception as exc:  # noqa: BLE001 - Cloud Code errors reach the client as 141
             log.warning("%s failed: %r", what, exc, exc_info=True)
-            raise _failure(exc, SCRIPT_FAILED) from None
+            raise _failure(exc, default_code) from None
 
-    async def _run(self, definition: Definition, request: CloudRequest, what: str) -> Any:
+    async def _run(self, definition: Definition, request: CloudRequest, what: str,
+                   default_code: int = SCRIPT_FAILED) -> Any:
         if definition.validator is not None:
             self._rate_limit(definition, request)
             await self._validate(definition.validator, request)
-        return await self._invoke(definition, request, what)
+        return await self._invoke(definition, request, what, default_code)
 
     def _rate_limit(self, definition: Definition, request: CloudRequest) -> None:
         limit = definition.validator.rate_limit if definition.validator else None
@@ -355,7 +389,7 @@ class CloudRuntime:
 
     # --- functions and jobs -----------------------------------------------------------------------------
     async def call_function(self, rest: Any, auth: Auth, name: str, params: dict[str, Any]) -> Any:
-        definition = self.cloud.functions.get(name)
+        definition = self.function(name)
         if definition is None:
             raise ParseError(SCRIPT_FAILED, f'Invalid function: "{name}"')
         request = await self._request(rest, auth, params=params, function_name=name)
@@ -416,8 +450,8 @@ class CloudRuntime:
     async def create(self, rest: Any, auth: Auth, class_name: str, body: Any,
                      write: Callable[[Auth, str, Any], Awaitable[tuple[str, dict[str, Any]]]]
                      ) -> tuple[str, dict[str, Any]]:
-        before = self.cloud.trigger(BEFORE_SAVE, class_name)
-        after = self.cloud.trigger(AFTER_SAVE, class_name)
+        before = self.trigger(BEFORE_SAVE, class_name)
+        after = self.trigger(AFTER_SAVE, class_name)
         if not isinstance(body, dict) or (before is None and after is None):
             return await write(auth, class_name, body)
         context = self._context()
@@ -445,8 +479,8 @@ class CloudRuntime:
 
     async def update(self, rest: Any, auth: Auth, class_name: str, object_id: str, body: Any,
                      write: Callable[[Auth, str, str, Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_SAVE, class_name)
-        after = self.cloud.trigger(AFTER_SAVE, class_name)
+        before = self.trigger(BEFORE_SAVE, class_name)
+        after = self.trigger(AFTER_SAVE, class_name)
         if not isinstance(body, dict) or (before is None and after is None):
             return await write(auth, class_name, object_id, body)
         original = await _fetch(rest, class_name, object_id)
@@ -490,8 +524,8 @@ class CloudRuntime:
 
     async def delete(self, rest: Any, auth: Auth, class_name: str, object_id: str,
                      write: Callable[[Auth, str, str], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_DELETE, class_name)
-        after = self.cloud.trigger(AFTER_DELETE, class_name)
+        before = self.trigger(BEFORE_DELETE, class_name)
+        after = self.trigger(AFTER_DELETE, class_name)
         original = await _fetch(rest, class_name, object_id) if before or after else None
         if original is None:
             return await write(auth, class_name, object_id)
@@ -514,8 +548,8 @@ class CloudRuntime:
     # --- triggers on reads --------------------------------------------------------------------------------
     async def find(self, rest: Any, auth: Auth, class_name: str, opts: query.FindOptions, operation: str,
                    run: Callable[..., Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        before = self.cloud.trigger(BEFORE_FIND, class_name)
-        after = self.cloud.trigger(AFTER_FIND, class_name)
+        before = self.trigger(BEFORE_FIND, class_name)
+        after = self.trigger(AFTER_FIND, class_name)
         if before is None and after is None:
             return await run(auth, class_name, opts, operation=operation)
         if before is not None:
@@ -539,16 +573,38 @@ class CloudRuntime:
                 raise ParseError(SCRIPT_FAILED, f"afterFind trigger on {class_name} returned {exc}") from None
         return response
 
+    # --- files ------------------------------------------------------------------------------------------
+    async def file_trigger(self, rest: Any, auth: Auth, kind: str, file: CloudFile, *, file_size: int | None = None,
+                           content_length: int | None = None) -> CloudFile | None:
+        """Run a file trigger (``kind``: beforeSave, afterSave, beforeDelete, afterDelete on ``@File``). Errors
+        default to 130 (saves) or 153 (deletes), as parse-server's. For beforeSave, the file to store: the
+        handler's returned :class:`CloudFile`, or ``request.file`` as the handler left it."""
+        definition = self.trigger(kind, FILE_CLASS)
+        if definition is None:
+            return file
+        default_code = 153 if kind in (BEFORE_DELETE, AFTER_DELETE) else 130
+        request = await self._request(rest, auth, trigger_name=kind, file=file, file_size=file_size,
+                                      content_length=content_length)
+        result = await self._run(definition, request, f"{kind}File trigger", default_code)
+        if kind != BEFORE_SAVE:
+            return file
+        chosen = result if isinstance(result, CloudFile) else request.file
+        if not isinstance(chosen, CloudFile) or not isinstance(chosen.name, str) or not chosen.name:
+            raise ParseError(default_code, "beforeSaveFile must leave request.file a CloudFile with a name")
+        if chosen.url is None and not isinstance(chosen.data, bytes | bytearray):
+            raise ParseError(default_code, "beforeSaveFile must leave the file's data as bytes")
+        return chosen
+
     # --- log-in and log-out -------------------------------------------------------------------------------
     async def before_login(self, rest: Any, auth: Auth, user: dict[str, Any]) -> None:
-        definition = self.cloud.trigger(BEFORE_LOGIN, "_User")
+        definition = self.trigger(BEFORE_LOGIN, "_User")
         if definition is not None:
             request = await self._request(rest, auth, trigger_name=BEFORE_LOGIN, class_name="_User",
                                           object=copy.deepcopy(user))
             await self._run(definition, request, "beforeLogin trigger")
 
     async def after_login(self, rest: Any, auth: Auth, user: dict[str, Any]) -> None:
-        definition = self.cloud.trigger(AFTER_LOGIN, "_User")
+        definition = self.trigger(AFTER_LOGIN, "_User")
         if definition is not None:
             user_auth = Auth(user_id=user.get("objectId"), installation_id=auth.installation_id)
             request = await self._request(rest, user_auth, trigger_name=AFTER_LOGIN, class_name="_User",
@@ -566,7 +622,7 @@ class CloudRuntime:
         return rest.to_wire(schema, rows[0], Auth(master=True)) if rows else None
 
     async def after_logout(self, rest: Any, auth: Auth, session: dict[str, Any] | None) -> None:
-        definition = self.cloud.trigger(AFTER_LOGOUT, "_Session")
+        definition = self.trigger(AFTER_LOGOUT, "_Session")
         if definition is None or session is None:
             return
         try:

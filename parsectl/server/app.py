@@ -84,20 +84,16 @@ class ParseServer:
         self.rest.files_adapter = self.files_adapter
         self.files = FilesApi(self.options, self.files_adapter, self.keys, self.rest.sessions.resolve, self._base_url,
                               self.storage, self.schemas)
-        if self.options.cloud:  # Cloud Code (parsectl.cloud); without it rest.cloud stays None
-            from parsectl.cloud import CloudLoadError, CloudRuntime, load
-            from parsectl.server.config import ConfigError
-
-            try:
-                self.rest.cloud = CloudRuntime(load(self.options.cloud))
-            except CloudLoadError as exc:
-                raise ConfigError(str(exc)) from exc
-            self.rest.cloud.instrument(self)
+        self.rest.cloud = _cloud_runtime(self.options, self.storage)  # Cloud Code and webhooks (parsectl.cloud)
+        self.rest.cloud.instrument(self)
+        self.files.cloud, self.files.rest = self.rest.cloud, self.rest
         self.push = _push_controller(self.rest, self.options)
         self.rest.push = self.push  # type: ignore[attr-defined]  # read by /serverInfo
         register_push(self.router, self.push)
         self._started = False
         self._start_lock = asyncio.Lock()
+        self.reload_cloud = False  # parsectl serve --reload: reload Cloud Code when its files change
+        self._reloader: Any = None
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -107,10 +103,19 @@ class ParseServer:
                 return
             await self.storage.open()
             await self.schemas.load()
+            await self.rest.cloud.webhooks.load()
+            if self.reload_cloud and self.options.cloud:
+                from parsectl.cloud.reload import CloudReloader
+
+                self._reloader = CloudReloader(self.options.cloud, self.rest.cloud)
+                self._reloader.start()
             self._started = True
 
     async def stop(self) -> None:
         if self._started:
+            if self._reloader is not None:
+                await self._reloader.stop()
+                self._reloader = None
             await self.storage.close()
             await self.files_adapter.close()
             await self.push.close()
@@ -237,6 +242,21 @@ def _push_controller(rest: RestService, options: ServerOptions) -> Any:
     except PushConfigError as exc:
         raise ConfigError(str(exc)) from exc
     return PushController(rest, setup, scheduled_push=options.scheduled_push)
+
+
+def _cloud_runtime(options: ServerOptions, storage: Any) -> Any:
+    """The Cloud Code runtime: the ``cloud`` option's code (if any) and the webhooks stored in ``_Hooks``."""
+    from parsectl.cloud import Cloud, CloudLoadError, CloudRuntime, load
+    from parsectl.cloud.webhooks import Webhooks
+    from parsectl.server.config import ConfigError
+
+    try:
+        cloud = load(options.cloud) if options.cloud else Cloud()
+    except CloudLoadError as exc:
+        raise ConfigError(str(exc)) from exc
+    webhooks = Webhooks(storage, app_id=options.app_id, key=options.webhook_key, timeout=options.webhook_timeout,
+                        allowed_hosts=options.webhook_allowed_hosts)
+    return CloudRuntime(cloud, webhooks)
 
 
 class _RequestAwareRest(RestService):

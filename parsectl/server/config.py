@@ -69,6 +69,10 @@ class ServerOptions:
     cloud: str | None = None  # Cloud Code: a Python file or module (parsectl.cloud)
     push: Any = None  # push adapters (parsectl.push; checked there)
     scheduled_push: bool = False
+    # webhooks (/hooks): the X-Parse-Webhook-Key sent, seconds per call, and where calls may go
+    webhook_key: str | None = None
+    webhook_timeout: float | None = 30.0
+    webhook_allowed_hosts: list[str] | None = None
 
     # camelCase name (as parse-server and its config.json spell it) -> attribute
     CAMEL = {
@@ -92,7 +96,8 @@ class ServerOptions:
         "emailVerifySuccessOnInvalidEmail": "email_verify_success_on_invalid_email",
         "passwordPolicy": "password_policy", "accountLockout": "account_lockout",
         "revokeSessionOnPasswordReset": "revoke_session_on_password_reset", "pages": "pages",
-        "cloud": "cloud", "push": "push", "scheduledPush": "scheduled_push",
+        "cloud": "cloud", "push": "push", "scheduledPush": "scheduled_push", "webhookKey": "webhook_key",
+        "webhookTimeout": "webhook_timeout", "webhookAllowedHosts": "webhook_allowed_hosts",
     }
 
     @classmethod
@@ -192,12 +197,31 @@ class ServerOptions:
             self.scheduled_push = parse_bool("scheduledPush", self.scheduled_push)
         if not isinstance(self.scheduled_push, bool):
             fail("scheduledPush", "must be true or false")
+        self._validate_webhooks(fail)
         if not isinstance(self.preserve_file_name, bool):
             fail("preserveFileName", "must be true or false")
         try:
             parse_size(self.max_upload_size)
         except ValueError:
             fail("maxUploadSize", f"must be a size such as '20mb', not {self.max_upload_size!r}")
+
+    def _validate_webhooks(self, fail: Any) -> None:
+        from parsectl.cloud.egress import EgressPolicy
+
+        if self.webhook_key is not None and (not isinstance(self.webhook_key, str) or not self.webhook_key):
+            fail("webhookKey", "must be a non-empty string")
+        if isinstance(self.webhook_timeout, str):
+            try:
+                self.webhook_timeout = float(self.webhook_timeout)
+            except ValueError:
+                fail("webhookTimeout", "must be a number of seconds")
+        if self.webhook_timeout is not None and (isinstance(self.webhook_timeout, bool) or not isinstance(
+                self.webhook_timeout, int | float) or self.webhook_timeout <= 0):
+            fail("webhookTimeout", "must be a positive number of seconds")
+        try:
+            self.webhook_allowed_hosts = EgressPolicy.parse_option(self.webhook_allowed_hosts)
+        except ValueError as exc:
+            fail("webhookAllowedHosts", str(exc))
 
     @property
     def client_keys(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from parsectl.cloud.registry import AFTER_DELETE, AFTER_SAVE, BEFORE_DELETE, BEFORE_SAVE, CloudFile
 from parsectl.files import FileNotFound, FilesAdapter, FilesConfig, validate_filename
 from parsectl.files.mime import extension_for_type, extension_of, type_for_name
 from parsectl.model import errors, query
@@ -101,6 +102,9 @@ class FilesApi:
         self.storage = storage
         self.schemas = schemas
 
+    cloud: Any = None  # the Cloud Code runtime (file triggers), set by ParseServer
+    rest: Any = None  # the RestService, for the triggers' request.user
+
     async def _load_user(self, user_id: str) -> dict[str, Any] | None:
         schema = await self.schemas.get("_User")
         if schema is None:
@@ -126,7 +130,7 @@ class FilesApi:
                 return await self.metadata(scope, app_id, "/".join(parts[2:]))
             return await self.download(scope, app_id, "/".join(parts[1:]))
         if method == "DELETE" and parts:
-            return await self.delete(scope, receive, "/".join(parts))
+            return await self.delete(scope, receive, "/".join(parts), root)
         return None
 
     # --- auth -------------------------------------------------------------------------------------------
@@ -249,17 +253,42 @@ class FilesApi:
             except BodyTooLarge:
                 raise ParseError(FILE_SAVE_ERROR, f"File size exceeds maximum allowed: {limit} bytes.") from None
 
-        options: dict[str, Any] = {"metadata": metadata if isinstance(metadata, dict) else {}}
-        if isinstance(tags, dict) and tags:
-            options["tags"] = tags
-        name, stored_type = self.stored_name(filename, content_type, directory)
+        length_header = headers.get("content-length")
+        cloud_file = CloudFile(filename, raw, content_type, metadata if isinstance(metadata, dict) else {},
+                               tags if isinstance(tags, dict) else {}, directory)
+        if self.cloud is not None:  # Cloud Code: beforeSaveFile may change, refuse or replace the file
+            cloud_file = await self.cloud.file_trigger(
+                self.rest, auth, BEFORE_SAVE, cloud_file, file_size=len(raw),
+                content_length=int(length_header) if length_header and length_header.isdigit() else None)
+        if cloud_file.url is None:
+            name, location = await self._store(scope, root, cloud_file)
+            cloud_file.name, cloud_file.url = name, location
+        if self.cloud is not None:
+            await self.cloud.file_trigger(self.rest, auth, AFTER_SAVE, cloud_file,
+                                          file_size=len(cloud_file.data) if cloud_file.data is not None else None)
+        location = cloud_file.url or ""
+        return Response.json({"url": location, "name": cloud_file.name}, 201, [(b"location", location.encode())])
+
+    async def _store(self, scope: dict[str, Any], root: str, file: CloudFile) -> tuple[str, str]:
+        """Write an upload (as a beforeSaveFile trigger left it); its stored name and URL."""
+        error = getattr(self.adapter, "validate_filename", validate_filename)(file.name)
+        if error:
+            raise ParseError(INVALID_FILE_NAME, error)
+        if not isinstance(file.metadata, dict) or not isinstance(file.tags, dict):
+            raise ParseError(FILE_SAVE_ERROR, "a file's metadata and tags must be objects")
+        if file.directory is not None:
+            _validate_directory(file.directory)
+        options: dict[str, Any] = {"metadata": file.metadata}
+        if file.tags:
+            options["tags"] = file.tags
+        name, stored_type = self.stored_name(file.name, file.content_type, file.directory)
         location = self.adapter.get_file_location(self.config(scope, root), name)
         try:
-            await self.adapter.create_file(name, raw, stored_type, options)
+            await self.adapter.create_file(name, bytes(file.data or b""), stored_type, options)
         except Exception:  # noqa: BLE001 - any adapter failure is parse-server's 130
             log.exception("could not store file %s", name)
-            raise ParseError(FILE_SAVE_ERROR, f"Could not store file: {filename}.") from None
-        return Response.json({"url": location, "name": name}, 201, [(b"location", location.encode())])
+            raise ParseError(FILE_SAVE_ERROR, f"Could not store file: {file.name}.") from None
+        return name, location
 
     def stored_name(self, filename: str, content_type: str | None, directory: str | None = None
                     ) -> tuple[str, str | None]:
@@ -336,7 +365,7 @@ class FilesApi:
             return Response.json({})
 
     # --- DELETE /files/*name ---------------------------------------------------------------------------
-    async def delete(self, scope: dict[str, Any], receive: Any, name: str) -> Response:
+    async def delete(self, scope: dict[str, Any], receive: Any, name: str, root: str = "") -> Response:
         await read_body(receive, self.options.max_upload_bytes)  # drained, unused (as parse-server)
         info = read_headers(scope.get("headers", []))
         if info.app_id != self.options.app_id:
@@ -344,11 +373,16 @@ class FilesApi:
         auth = await self._auth(scope, info)
         if not auth.master:
             raise HTTPError(403, "Permission denied", json_content_type=False)
+        cloud_file = CloudFile(name, url=self.adapter.get_file_location(self.config(scope, root), name))
+        if self.cloud is not None:  # Cloud Code: beforeDeleteFile may refuse
+            await self.cloud.file_trigger(self.rest, auth, BEFORE_DELETE, cloud_file)
         try:
             await self.adapter.delete_file(name)
         except Exception:  # noqa: BLE001 - parse-server answers any adapter failure with 153
             log.info("could not delete file %s", name, exc_info=True)
             raise ParseError(FILE_DELETE_ERROR, "Could not delete file.") from None
+        if self.cloud is not None:
+            await self.cloud.file_trigger(self.rest, auth, AFTER_DELETE, cloud_file)
         return Response(200, b"", None)
 
 

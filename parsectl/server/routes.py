@@ -13,6 +13,7 @@ from parsectl.model.errors import HTTPError, ParseError
 from parsectl.server.auth import Auth
 from parsectl.server.config_api import register_routes
 from parsectl.server.functions_api import FunctionsAPI
+from parsectl.server.hooks_api import register_hook_routes
 from parsectl.server.http import Response
 from parsectl.server.jobs_api import register_routes as register_job_schedule_routes
 from parsectl.server.rest import RestService
@@ -58,6 +59,7 @@ class Router:
         self.add("DELETE", rf"/schemas/{_CLASS}", self.schemas_delete)
         register_routes(self)
         register_job_schedule_routes(self)
+        register_hook_routes(self)
         self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
         self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
         self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
@@ -111,7 +113,7 @@ class Router:
         return Response.json({
             "features": {
                 "globalConfig": {"create": True, "read": True, "update": True, "delete": True},
-                "hooks": {"create": False, "read": False, "update": False, "delete": False},
+                "hooks": {"create": True, "read": True, "update": True, "delete": True},
                 "cloudCode": {"jobs": True},
                 "logs": {"level": False, "size": False, "order": False, "until": False, "from": False},
                 "push": self._push_features(),
@@ -190,6 +192,9 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
         params = sub_body if method == "GET" and isinstance(sub_body, dict) else {}
         planned.append((matched[0], matched[1], Request(method, path, params, sub_body, request.auth,
                                                         request.base_url, request.mount_prefix)))
+    if body.get("transaction") is True:
+        return await _run_transaction(router, planned)
+
     async def one(handler: Handler, args: dict[str, str], sub_request: Request) -> dict[str, Any]:
         try:
             response = await handler(sub_request, args)
@@ -240,4 +245,38 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
             segment, touched = [], set()
     if segment:
         await run_segment(segment)
+    return Response.json(results)
+
+
+async def _batch_one(handler: Handler, args: dict[str, str], sub_request: Request) -> dict[str, Any]:
+    try:
+        response = await handler(sub_request, args)
+        return {"success": response.data}
+    except ParseError as exc:
+        return {"error": exc.to_json()}
+    except HTTPError as exc:
+        return {"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}}
+
+
+class _Rollback(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        self.error = error
+
+
+async def _run_transaction(router: Router, planned: list[tuple[Handler, dict[str, str], Request]]) -> Response:
+    """``{"transaction": true}``: the sub-requests run in order in one database transaction; all are written
+    or none. parse-server 9.10 answers a failed transaction with a bare 500; parsectl answers 400 with the
+    first failing sub-request's ``{code, error}``."""
+    results: list[dict[str, Any]] = []
+    try:
+        async with router.rest.storage.transaction():
+            for handler, args, sub_request in planned:
+                outcome = await _batch_one(handler, args, sub_request)
+                if "error" in outcome:
+                    raise _Rollback(outcome["error"])
+                results.append(outcome)
+    except _Rollback as rollback:
+        await router.rest.schemas.load()  # a class or field added inside the transaction is gone again
+        raise ParseError(rollback.error.get("code", errors.INTERNAL_SERVER_ERROR), rollback.error.get("error")) \
+            from None
     return Response.json(results)

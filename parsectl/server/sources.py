@@ -32,6 +32,9 @@ ENV_VARS = {
     "cloud": "PARSE_SERVER_CLOUD",
     "push": "PARSE_SERVER_PUSH",
     "scheduledPush": "PARSE_SERVER_SCHEDULED_PUSH",
+    "webhookKey": "PARSE_SERVER_WEBHOOK_KEY",
+    "webhookTimeout": "PARSE_SERVER_WEBHOOK_TIMEOUT",  # parsectl's (parse-server has no webhook timeout)
+    "webhookAllowedHosts": "PARSE_SERVER_WEBHOOK_ALLOWED_HOSTS",  # parsectl's: comma-separated
     "port": "PORT",
     "host": "PARSE_SERVER_HOST",
 }

@@ -54,6 +54,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import ClassSchema, default_clp
+from parsectl.storage import transactions
 from parsectl.storage.base import StoredObject
 from parsectl.storage.mongo_geo import ensure_query_indexes, query_error, score_projection
 from parsectl.storage.mongo_query import (
@@ -305,7 +306,11 @@ class MongoAdapter:
             self.client = None
 
     def _coll(self, name: str) -> Any:
-        return self.db[self.prefix + name]
+        return transactions.mongo_collection(self, self.db[self.prefix + name])
+
+    def transaction(self) -> Any:
+        """All storage calls of this task in one transaction (parsectl.storage.transactions)."""
+        return transactions.mongo_transaction(self)
 
     def _op_kwargs(self) -> dict[str, Any]:
         return {"maxTimeMS": self._max_time_ms} if self._max_time_ms else {}

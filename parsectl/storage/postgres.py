@@ -30,7 +30,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Add, AddUnique, Delete, Increment, Op, RelationOp, Remove
 from parsectl.model.query import And, Compare, Node, SortKey
 from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSchema, default_clp
-from parsectl.storage import pg_types
+from parsectl.storage import pg_types, transactions
 from parsectl.storage.base import StoredObject
 from parsectl.storage.pg_pool import ConnectionPool
 from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
@@ -174,6 +174,10 @@ class PostgresAdapter:
                 with contextlib.suppress(pg_errors.UniqueViolation, pg_errors.DuplicateTable):
                     await conn.execute(statement)
         self._listener = asyncio.create_task(self._listen())
+
+    def transaction(self) -> Any:
+        """All storage calls of this task in one transaction (parsectl.storage.transactions)."""
+        return transactions.postgres_transaction(self)
 
     async def close(self) -> None:
         if self._listener is not None:

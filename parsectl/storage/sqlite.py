@@ -27,7 +27,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Op, RelationOp
 from parsectl.model.query import Node, SortKey
 from parsectl.model.schema import STARTUP_CLASSES, USER_INTERNAL_FIELDS, ClassSchema
-from parsectl.storage import geo_math
+from parsectl.storage import geo_math, transactions
 from parsectl.storage.base import StoredObject
 from parsectl.storage.sql import JSON_TYPES, SYSTEM_COLUMNS, canonical_json, join_table, quote
 from parsectl.storage.sqlite_query import Compiler, regex_match, start_regex_budget
@@ -128,6 +128,10 @@ class SQLiteAdapter:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self.db
+        if transactions.sqlite_in_own_transaction(self):  # inside POST /batch's transaction: a savepoint
+            with transactions.sqlite_savepoint(self, db):
+                yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -136,6 +140,10 @@ class SQLiteAdapter:
             raise
         else:
             db.execute("COMMIT")
+
+    def transaction(self) -> Any:
+        """All storage calls of this task in one transaction (parsectl.storage.transactions)."""
+        return transactions.sqlite_transaction(self)
 
     # --- schema ---------------------------------------------------------------------------------------
     @staticmethod
@@ -530,3 +538,10 @@ class SQLiteAdapter:
 
     async def analyze(self) -> None:
         self.db.execute("ANALYZE")
+
+
+# While one task's transaction is open, other tasks' calls wait for it (parsectl.storage.transactions).
+for _name in ("load_schemas", "ensure_class", "add_fields", "set_class_level_permissions", "delete_fields",
+              "delete_class", "find", "explain", "count", "insert", "insert_batch", "update", "delete",
+              "insert_many", "upsert_many", "remove_relation_rows", "add_relation_rows", "relation_rows"):
+    setattr(SQLiteAdapter, _name, transactions.sqlite_gated(getattr(SQLiteAdapter, _name)))
