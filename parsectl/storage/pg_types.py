@@ -33,7 +33,9 @@ class IsoTimestampLoader(Loader):
         self._fallback = TimestamptzLoader(oid, context)
 
     def load(self, data: Any) -> str:
-        text = bytes(data).decode("ascii")
+        text = str(data, "ascii")
+        if len(text) == 26 and text[23:] == "+00" and text[4] == "-":  # milliseconds: what the server writes
+            return f"{text[:10]}T{text[11:23]}Z"
         # 'YYYY-MM-DD HH:MM:SS+00' or with a fraction of 1 to 6 digits: '...:SS.123456+00'
         if len(text) >= 22 and text[4] == "-" and text[10] == " " and text.endswith("+00"):
             if len(text) == 22:
