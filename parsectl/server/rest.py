@@ -239,7 +239,9 @@ class RestService:
             includes = _include_paths(opts, schema)
             for path in includes:
                 await self._include(auth, results, path.split("."), opts)
-            response["results"] = [_project(r, opts.keys, opts.exclude_keys) for r in results]
+            if opts.keys is not None or opts.exclude_keys or any("$score" in r for r in results):
+                results = [_project(r, opts.keys, opts.exclude_keys) for r in results]
+            response["results"] = results
         else:
             response["results"] = []
         if opts.count:
