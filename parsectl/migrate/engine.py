@@ -86,6 +86,7 @@ class Report:
     seconds: float = 0.0
     followed: int = 0
     deleted: int = 0
+    follow_mode: str | None = None  # "change stream" or "polling"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,7 +100,7 @@ class Report:
             "warnings": self.warnings,
             "suggestedClassLevelPermissions": self.suggested_clps,
             "files": {"copied": self.files_copied, "missing": self.files_missing},
-            "follow": {"changesApplied": self.followed, "deletionsApplied": self.deleted},
+            "follow": {"changesApplied": self.followed, "deletionsApplied": self.deleted, "mode": self.follow_mode},
         }
 
 
@@ -383,27 +384,94 @@ class Migration:
             raise MigrationError("--follow needs a live source (a database or a Parse Server URL)")
         # objects changed while the copy ran are picked up by the first pass (updatedAt >= its start)
         watermark = _minus_seconds(self.started_iso, FOLLOW_CLOCK_MARGIN)
-        self.progress.note("following changes; press Ctrl-C (or send SIGTERM) to finalise")
-        while True:
-            cycle_started = codec.now_iso()
-            # classes and fields the app added since the copy began come along
-            live = SourceSchema(await self.source.live_schemas())
-            classes = self._classes(live)
-            await self._create_schemas(live, classes)
-            stored = await self.dest.load_schemas()
-            for name in classes:
-                async for objects in self.source.changed(name, watermark):
-                    await self.dest.upsert_many(stored[name], objects)
-                    await self._sync_relations(live.classes[name], [o["objectId"] for o in objects])
-                    self.report.followed += len(objects)
-            watermark = _minus_seconds(cycle_started, FOLLOW_CLOCK_MARGIN)
+        # a MongoDB replica set: its change stream, opened before the catch-up pass so nothing slips between
+        feed = await self.source.change_feed() if hasattr(self.source, "change_feed") else None
+        self.report.follow_mode = "change stream" if feed is not None else "polling"
+        self.progress.note("following changes" + (" (change stream)" if feed else "")
+                           + "; press Ctrl-C (or send SIGTERM) to finalise")
+        if feed is not None:
             try:
-                await asyncio.wait_for(stop.wait(), timeout=FOLLOW_INTERVAL)
-                break
-            except TimeoutError:
-                continue
+                classes = await self._follow_feed(feed, watermark, stop)
+            finally:
+                await feed.close()
+        else:
+            while True:
+                cycle_started = codec.now_iso()
+                classes = await self._catch_up(watermark)
+                watermark = _minus_seconds(cycle_started, FOLLOW_CLOCK_MARGIN)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=FOLLOW_INTERVAL)
+                    break
+                except TimeoutError:
+                    continue
         for name in classes:
             await self._remove_deleted(name)
+
+    async def _catch_up(self, watermark: str) -> list[str]:
+        """One polling pass: every object updated at or after ``watermark``; classes and fields the app added
+        since the copy began come along. Returns the classes followed."""
+        live = SourceSchema(await self.source.live_schemas())
+        classes = self._classes(live)
+        await self._create_schemas(live, classes)
+        stored = await self.dest.load_schemas()
+        for name in classes:
+            async for objects in self.source.changed(name, watermark):
+                await self.dest.upsert_many(stored[name], objects)
+                await self._sync_relations(live.classes[name], [o["objectId"] for o in objects])
+                self.report.followed += len(objects)
+        return classes
+
+    async def _follow_feed(self, feed: Any, watermark: str, stop: asyncio.Event) -> list[str]:
+        """Apply the change stream's events until ``stop``; relations whose rows were deleted are
+        reconciled in full at the end (a delete event names only the row's internal id)."""
+        classes = await self._catch_up(watermark)
+        stored = await self.dest.load_schemas()
+        live = await self.source.live_schemas()
+        dirty: set[tuple[str, str]] = set()
+        while not stop.is_set():
+            batch = await feed.next_batch()
+            if any(c.kind == "schema" or (c.class_name and c.class_name not in live) for c in batch
+                   if c.kind != "relation_dirty"):
+                classes = await self._catch_up(_minus_seconds(codec.now_iso(), FOLLOW_CLOCK_MARGIN))
+                stored, live = await self.dest.load_schemas(), await self.source.live_schemas()
+            for change in batch:
+                if change.class_name not in classes:
+                    continue
+                if change.kind == "upsert" and change.document is not None:
+                    obj = self.source.decode_document(live[change.class_name], change.document)
+                    await self.dest.upsert_many(stored[change.class_name], [obj])
+                    self.report.followed += 1
+                elif change.kind == "delete":
+                    self.report.deleted += await self.dest.delete(
+                        stored[change.class_name], Compare("objectId", "eq", change.object_id))
+                elif change.kind == "relation_add" and change.pair is not None:
+                    await self.dest.add_relation_rows(change.class_name, change.field, [change.pair])
+                elif change.kind == "relation_dirty":
+                    dirty.add((change.class_name, change.field))
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.05)
+        for class_name, field_name in sorted(dirty):
+            await self._reconcile_relation(class_name, field_name)
+        return classes
+
+    async def _reconcile_relation(self, class_name: str, field_name: str) -> None:
+        """Make the destination's rows of one relation field equal the source's."""
+        want: set[tuple[str, str]] = set()
+        async for rows in self.source.relations(class_name, field_name):
+            want.update(rows)
+        have: set[tuple[str, str]] = set()
+        after: tuple[str, str] | None = None
+        while True:
+            rows = await self.dest.relation_rows(class_name, field_name, after=after, limit=5000)
+            have.update(rows)
+            if len(rows) < 5000:
+                break
+            after = rows[-1]
+        if want - have:
+            await self.dest.add_relation_rows(class_name, field_name, sorted(want - have))
+        if have - want:
+            await self.dest.remove_relation_rows(class_name, field_name, sorted(have - want))
 
     async def _sync_relations(self, wanted: ClassSchema, owner_ids: list[str]) -> None:
         schemas = await self.dest.load_schemas()

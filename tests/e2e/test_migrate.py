@@ -185,6 +185,7 @@ def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) ->
             out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         report = json.loads(out)
+        assert report["follow"]["mode"] == "polling"
         assert report["follow"]["changesApplied"] >= 3 and report["follow"]["deletionsApplied"] == 1
     verify = migrate("verify", "--from", source_uri, "--to", dest, cwd=tmp_path)
     assert "everything matches" in verify.stdout
@@ -192,3 +193,52 @@ def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) ->
     assert copy.execute('SELECT "n" FROM "Item" WHERE "objectId" = ?', (ids[1],)).fetchone()[0] == 6
     assert copy.execute('SELECT count(*) FROM "Item" WHERE "objectId" = ?', (ids[2],)).fetchone()[0] == 0
     assert copy.execute('SELECT count(*) FROM "_Join:rel:Item"').fetchone()[0] == 1
+
+
+def test_follow_a_mongodb_replica_set_through_its_change_stream(tmp_path: Path, mongo_uri: str) -> None:
+    """On a replica set (SecantusDB runs as one) --follow reads the change stream: a deletion reaches the
+    copy while following, not only at the final reconciliation, and removed relation rows are reconciled."""
+    dest = f"sqlite:///{tmp_path / 'copy.db'}"
+    with parsectl_server(data_dir=tmp_path / "live", database_uri=mongo_uri) as live:
+        h = live.headers(master=True)
+        ids = [httpx.post(f"{live.server_url}/classes/Item", json={"n": i}, headers=h).json()["objectId"]
+               for i in range(20)]
+        rel = {"__op": "AddRelation", "objects": [{"__type": "Pointer", "className": "Item", "objectId": i}
+                                                  for i in ids[5:8]]}
+        httpx.put(f"{live.server_url}/classes/Item/{ids[0]}", headers=h, json={"rel": rel})
+        proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", mongo_uri, "--to", dest, "--follow",
+                                 "--output", "json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (tmp_path / "copy.db").exists():
+                time.sleep(0.05)
+            time.sleep(2)  # the copy is done and following
+            new = httpx.post(f"{live.server_url}/classes/Item", json={"n": 100}, headers=h).json()["objectId"]
+            httpx.put(f"{live.server_url}/classes/Item/{ids[1]}", json={"n": {"__op": "Increment", "amount": 5}},
+                      headers=h)
+            httpx.put(f"{live.server_url}/classes/Item/{ids[0]}", headers=h, json={"rel": {
+                "__op": "RemoveRelation", "objects": [{"__type": "Pointer", "className": "Item", "objectId": ids[5]}]}})
+            httpx.delete(f"{live.server_url}/classes/Item/{ids[2]}", headers=h)
+            copy = sqlite3.connect(tmp_path / "copy.db")
+            gone = False
+            for _ in range(100):  # applied while following, before any finalisation
+                if copy.execute('SELECT count(*) FROM "Item" WHERE "objectId" = ?', (ids[2],)).fetchone()[0] == 0:
+                    gone = True
+                    break
+                time.sleep(0.1)
+            created = copy.execute('SELECT count(*) FROM "Item" WHERE "objectId" = ?', (new,)).fetchone()[0]
+            copy.close()
+            assert gone and created == 1
+        finally:
+            proc.send_signal(signal.SIGTERM)  # finalise
+            out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert report["follow"]["mode"] == "change stream"
+        assert report["follow"]["changesApplied"] >= 2 and report["follow"]["deletionsApplied"] == 1
+    verify = migrate("verify", "--from", mongo_uri, "--to", dest, cwd=tmp_path)
+    assert "everything matches" in verify.stdout
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute('SELECT "n" FROM "Item" WHERE "objectId" = ?', (ids[1],)).fetchone()[0] == 6
+    assert sorted(r[0] for r in copy.execute('SELECT "relatedId" FROM "_Join:rel:Item"')) == sorted(ids[6:8])

@@ -198,6 +198,18 @@ class DatabaseSource:
             yield objects
             after = objects[-1]["objectId"]
 
+    async def change_feed(self) -> Any:
+        """The database's change stream (a MongoDB replica set), or None: then ``changed`` is polled."""
+        if not self.database_uri.startswith(("mongodb://", "mongodb+srv://")):
+            return None
+        from parsectl.migrate.change_feed import open_feed
+
+        return await open_feed(self.adapter)
+
+    def decode_document(self, schema: ClassSchema, document: dict[str, Any]) -> StoredObject:
+        """A raw MongoDB document of a change event in the adapter's stored form."""
+        return self.adapter._decode(schema, document)  # type: ignore[attr-defined]  # noqa: SLF001
+
     async def related_ids(self, class_name: str, field_name: str, owner_id: str) -> list[str]:
         schema = await self._schema_of(class_name)
         target = (await self._load_schemas()).get(schema.fields[field_name]["targetClass"])
