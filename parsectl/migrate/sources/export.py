@@ -118,6 +118,15 @@ class _Index:
         if len(rows) >= _FLUSH_ROWS:
             self._flush(table)
 
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """The pending rows of a table, to append to directly in hot loops (then call :meth:`maybe_flush`)."""
+        return self._rows[table]
+
+    def maybe_flush(self) -> None:
+        for table, rows in self._rows.items():
+            if len(rows) >= _FLUSH_ROWS:
+                self._flush(table)
+
     def _flush(self, table: str) -> None:
         rows = self._rows[table]
         if rows:
@@ -321,10 +330,13 @@ class ExportSource:
         cap, validate = self.max_problems, self.validate
         ignored: set[str] = set()
         bad_keys: set[str] = set()
+        ids_rows, ptr_rows, class_no = index.rows("ids"), index.rows("ptr"), index.class_no
         count = 0
         with self._open_entry(entry) as raw:
             for obj in self._records(raw):
                 count += 1
+                if not count & 1023:
+                    index.maybe_flush()
                 if not isinstance(obj, dict):
                     problems.add(Problem("invalid-object", class_name, f"record #{count} is not a JSON object"))
                     continue
@@ -333,7 +345,7 @@ class ExportSource:
                     problems.add(Problem("missing-object-id", class_name, f"record #{count} has no objectId"))
                     oid = None
                 else:
-                    index.add("ids", (oid, cls))
+                    ids_rows.append((oid, cls))
                 size = _json_size(obj)
                 if size > MONGO_MAX_BYTES:
                     problems.add(Problem("too-large", class_name,
@@ -369,7 +381,7 @@ class ExportSource:
                         if seen < cap:
                             index.add("typed", (cls, key, _type_label(tkey), oid))
                         if tkey[0] == "Pointer":
-                            index.add("ptr", (cls, oid, key, index.class_no(tkey[1]), value["objectId"]))
+                            ptr_rows.append((cls, oid, key, class_no(tkey[1]), value["objectId"]))
                         elif tkey is _ARRAY or tkey is _OBJECT:
                             _pointers(value, key, cls, oid, index, 0)
                 if oid is not None:
