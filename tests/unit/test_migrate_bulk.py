@@ -200,3 +200,40 @@ async def _schemas(adapter: sqlite.SQLiteAdapter) -> dict[str, ClassSchema]:
         return await adapter.load_schemas()
     finally:
         await adapter.close()
+
+
+# --- the export reader process ------------------------------------------------------------------------------
+
+
+async def _batches(source: ExportSource, class_name: str, **kw: Any) -> list[tuple[list[dict[str, Any]], str]]:
+    return [(b.objects, b.checkpoint) async for b in source.objects(class_name, **kw)]
+
+
+def test_worker_process_reads_what_the_thread_reads(tmp_path: Path) -> None:
+    from tests.support.export_gen import generate_export
+
+    facts = generate_export(tmp_path / "e", objects=300, problems=True)
+
+    async def read_all(parallel: bool, fix: bool) -> tuple[dict[str, Any], list[Any]]:
+        source = ExportSource(facts.path, parallel=parallel, fix=fix)
+        await source.open()
+        try:
+            await source.schema()
+            out = {name: await _batches(source, name, batch_size=7) for name in facts.counts}
+            out["resumed"] = await _batches(source, "Post", after="20", batch_size=9)
+            # a class abandoned midway, then another one read whole
+            partial = source.objects("Comment", batch_size=5)
+            await anext(partial)
+            await partial.aclose()
+            out["after-abandon"] = await _batches(source, "Everything", batch_size=50)
+            return out, [p.to_json() for p in source.skipped]
+        finally:
+            await source.close()
+
+    for fix in (False, True):
+        in_thread, skipped_thread = asyncio.run(read_all(False, fix))
+        in_worker, skipped_worker = asyncio.run(read_all(True, fix))
+        assert in_worker == in_thread
+        assert skipped_worker == skipped_thread
+        assert bool(skipped_thread) is not fix  # without fix, the invalid field name's object is skipped
+    assert [o["objectId"] for o in in_worker["resumed"][0][0]][:1] == [in_worker["Post"][2][0][6]["objectId"]]

@@ -50,6 +50,7 @@ _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.js
 _NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
 _USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
 _FLUSH_ROWS = 4_000
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # class files from this size are converted in a worker process
 
 TypeKey = tuple[str, str | None]
 
@@ -170,7 +171,7 @@ class ExportSource:
     def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
-                 validate: bool = True, fix: bool = False) -> None:
+                 validate: bool = True, fix: bool = False, parallel: bool | None = None) -> None:
         self.path = Path(path)
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
@@ -180,6 +181,8 @@ class ExportSource:
         self.max_problems = max_problems
         self.validate = validate
         self.fix = fix
+        self.parallel = parallel  # None: a worker process for class files over PARALLEL_MIN_BYTES
+        self._reader: Any = None
         # --on-problem fix: per class, invalid field name -> its new name, and field -> {type label: sibling}
         self.renames: dict[str, dict[str, str]] = {}
         self.moves: dict[str, dict[str, dict[str, str]]] = {}
@@ -199,6 +202,9 @@ class ExportSource:
         await asyncio.to_thread(self._scan)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
         if self._fixes is not None:
             self._fixes.close()
             self._fixes = None
@@ -674,20 +680,46 @@ class ExportSource:
     # --- objects and relations --------------------------------------------------------------------------
     async def objects(self, class_name: str, *, after: str | None = None, batch_size: int = 1000
                       ) -> AsyncIterator[Batch]:
-        """Batches of storage-form objects in file order; the checkpoint counts the records consumed."""
+        """Batches of storage-form objects in file order; the checkpoint counts the records consumed.
+
+        A big class file is read and converted by a worker process (:mod:`.export_worker`), so parsing
+        the export and writing the destination use two cores; small ones are read in a thread."""
+        entry = self.class_files.get(class_name)
+        if entry is None:
+            return
+        parallel = self.parallel if self.parallel is not None else (
+            entry.size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1)
+        if parallel:
+            from parsectl.migrate.sources.export_worker import ObjectReader
+
+            if self._reader is None:
+                self._reader = ObjectReader(self)
+            async for batch in self._reader.batches(class_name, after, batch_size):
+                yield batch
+            return
+        batches = self.iter_batches(class_name, after, batch_size)
+        try:
+            while True:
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            batches.close()
+
+    def iter_batches(self, class_name: str, after: str | None, batch_size: int) -> Iterator[Batch]:
+        """:meth:`objects`, synchronously, in this thread."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
         consumed = int(after or 0)
-        with contextlib.ExitStack() as stack:
-            raw = stack.enter_context(self._open_entry(entry))
+        with self._open_entry(entry) as raw:
             records = self._records(raw)
-            skipped = await asyncio.to_thread(_skip, records, consumed)
-            if skipped < consumed:
+            if _skip(records, consumed) < consumed:
                 return
             last = consumed
             while True:
-                objects, n, done = await asyncio.to_thread(self._take, class_name, records, batch_size, consumed)
+                objects, n, done = self._take(class_name, records, batch_size, consumed)
                 consumed += n
                 if objects or consumed > last:
                     yield Batch(objects, str(consumed))
