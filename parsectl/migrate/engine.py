@@ -419,7 +419,7 @@ class Migration:
             return
         total = 0
         async for pairs in self.source.relations(class_name, field_name):
-            await self.dest.add_relation_rows(class_name, field_name, pairs)
+            await self.writer.add_relation_rows(class_name, field_name, pairs)
             total += len(pairs)
         state.data["relations"][key] = total
         state.save()

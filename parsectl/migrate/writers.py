@@ -24,7 +24,7 @@ from parsectl.model import errors
 from parsectl.model.errors import ParseError
 from parsectl.model.schema import USER_INTERNAL_FIELDS, ClassSchema
 from parsectl.storage.base import StorageAdapter, StoredObject
-from parsectl.storage.sql import SYSTEM_COLUMNS, quote
+from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
 
 Encoder = Callable[[Any], Any] | None
 _SKIPPED_TYPES = ("Relation", "ACL")
@@ -92,6 +92,10 @@ class BulkWriter:
     async def write(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
         """Insert the objects that are new; return how many were inserted."""
         return await self.adapter.insert_many(schema, objects)
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """Add (owningId, relatedId) rows, ignoring rows already there."""
+        await self.adapter.add_relation_rows(class_name, field, pairs)
 
 
 def _perms_json(value: list[str]) -> str:
@@ -185,6 +189,22 @@ class PostgresWriter(BulkWriter):
         except psycopg.DataError as exc:
             raise ParseError(errors.INVALID_JSON, f"{schema.class_name}: PostgreSQL refused a row: "
                              f"{exc.diag.message_primary or exc}") from None
+
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """COPY into a temporary table, then ``INSERT ... ON CONFLICT DO NOTHING`` (rows already there stay)."""
+        if not pairs:
+            return
+        adapter: Any = self.adapter
+        table = quote(join_table(field, class_name))
+        async with adapter.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(adapter._join_ddl(field, class_name))
+            await cur.execute(f'CREATE TEMP TABLE "_parsectl_rel" (LIKE {table}) ON COMMIT DROP')
+            async with cur.copy('COPY "_parsectl_rel" ("owningId", "relatedId") FROM STDIN') as copy:
+                for pair in pairs:
+                    await copy.write_row(pair)
+            await cur.execute(f'INSERT INTO {table} ("owningId", "relatedId") SELECT "owningId", "relatedId" '
+                              'FROM "_parsectl_rel" ON CONFLICT DO NOTHING')
 
 
 # --- MongoDB ---------------------------------------------------------------------------------------------
