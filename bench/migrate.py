@@ -65,7 +65,7 @@ EXPORT_SEED = 1
 POLL_S = 0.05
 VENV_BIN = Path(sys.executable).parent
 PARSECTL = VENV_BIN / "parsectl"
-PY_SPY = VENV_BIN / "py-spy"
+PY_SPY = Path(shutil.which("py-spy") or VENV_BIN / "py-spy")
 
 # --------------------------------------------------------------------------------------------------
 # the export cache

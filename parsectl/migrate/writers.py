@@ -148,8 +148,9 @@ class PostgresWriter(BulkWriter):
     def _make_plan(self, schema: ClassSchema) -> _Plan:
         from parsectl.storage.postgres import copy_encoder
 
+        perms = copy_encoder({"type": "Perm"})
         columns: list[tuple[str, Encoder]] = [("objectId", None), ("createdAt", None), ("updatedAt", None),
-                                              ("_rperm", list), ("_wperm", list)]
+                                              ("_rperm", perms), ("_wperm", perms)]
         columns += [(name, copy_encoder(ftype)) for name, ftype in _table_fields(schema).items()
                     if not (schema.class_name == "_User" and name == "password")]
         return _Plan(schema, columns)

@@ -781,8 +781,13 @@ def _copy_date(value: Any) -> Any:
     return codec.date_iso(value) or value
 
 
+def _copy_text_array(value: list[str]) -> str:
+    """A text[] literal (what COPY reads for ``_rperm``/``_wperm``): every element quoted."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
+
+
 _COPY_ENCODERS: dict[str, Any] = {
-    "Perm": list, "Date": _copy_date, "Pointer": lambda v: v["objectId"], "File": lambda v: v["name"],
+    "Perm": _copy_text_array, "Date": _copy_date, "Pointer": lambda v: v["objectId"], "File": lambda v: v["name"],
     "GeoPoint": point_sql, "Polygon": polygon_sql, "Object": _copy_json, "Array": _copy_json, "Bytes": _copy_json,
 }
 
