@@ -13,6 +13,7 @@ request. If the migration process dies (``kill -9``), the worker sees its pipe c
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import sqlite3
 from collections.abc import AsyncIterator
@@ -83,6 +84,7 @@ def serve(conn: Connection, path: str, fix: bool, fixes_path: str | None) -> Non
     """The worker's loop: one request at a time, batches back until ``("end",)``."""
     from parsectl.migrate.sources.export import ExportSource
 
+    gc.set_threshold(100_000, *gc.get_threshold()[1:])  # short-lived acyclic dicts, as in the migration
     source = ExportSource(path, fix=fix, parallel=False)
     if fixes_path:
         source._fixes = sqlite3.connect(f"file:{fixes_path}?mode=ro", uri=True, check_same_thread=False)
