@@ -529,7 +529,8 @@ class ExportSource:
                 problems.add(Problem("type-conflict", owner,
                                      f"{owner}.{field_name} has a relation file, but its values are "
                                      f"{_type_label((current['type'], current.get('targetClass')))}; "
-                                     "keeping that type and leaving the relation rows out", None, field_name))
+                                     "keeping that type and leaving the relation rows out", None, field_name,
+                                     "relation rows left out" if self.fix else None))
                 continue
             elif inferred:
                 target = inferred
@@ -538,14 +539,15 @@ class ExportSource:
                 problems.add(Problem("relation-target-unknown", owner,
                                      f"{owner}.{field_name}: the relation file's {_plural(rows, 'row')} name no "
                                      "object of the export, so its target class is unknown; state it with "
-                                     "--schema", None, field_name))
+                                     "--schema", None, field_name, "relation rows left out" if self.fix else None))
                 notes[field_name] = f"relation file with {_plural(rows, 'row')}, target unknown: left out"
                 continue
             if len(found) > 1:
                 listed = ", ".join(f"{index.class_name(c)} ({_plural(n, 'id')})" for n, c in found)
                 problems.add(Problem("type-conflict", owner,
                                      f"{owner}.{field_name}: the relation file names objects of several "
-                                     f"classes: {listed}; the target is {target}", None, field_name))
+                                     f"classes: {listed}; the target is {target}", None, field_name,
+                                     f"target {target}; all rows copied" if self.fix else None))
             schema.fields[field_name] = {"type": "Relation", "targetClass": target}
             notes[field_name] = note
             self._dangling_relation_rows(index, owner, field_name, j, target, problems)
@@ -798,11 +800,13 @@ class _Problems:
         self.cap = cap
         self.items: list[Problem] = []
         self.counts: dict[tuple[str, str, str | None], int] = {}
+        self.fixes: dict[tuple[str, str, str | None], str | None] = {}  # the repair of each kind's first one
 
     def add(self, problem: Problem) -> None:
         key = (problem.kind, problem.class_name, problem.field)
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
+        self.fixes.setdefault(key, problem.fix)
         if n <= self.cap:
             self.items.append(problem)
 
@@ -810,8 +814,10 @@ class _Problems:
         for (kind, class_name, field_name), n in self.counts.items():
             if n > self.cap:
                 where = f"{class_name}.{field_name}" if field_name else class_name
+                fix = self.fixes.get((kind, class_name, field_name))
                 self.items.append(Problem(kind, class_name, f"{n - self.cap} more {kind} problems in {where} "
-                                          f"(only the first {self.cap} are listed)", None, field_name))
+                                          f"(only the first {self.cap} are listed)", None, field_name,
+                                          f"each one as listed: {fix}" if fix else None))
         return self.items
 
 
