@@ -690,15 +690,19 @@ class ExportSource:
         if entry is None:
             return
         parallel = self.parallel if self.parallel is not None else (
-            entry.size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1)
+            entry.size >= PARALLEL_MIN_BYTES and _spare_core())
         if parallel:
-            from parsectl.migrate.sources.export_worker import ObjectReader
+            from parsectl.migrate.sources.export_worker import ObjectReader, ReaderUnavailable
 
             if self._reader is None:
                 self._reader = ObjectReader(self)
-            async for batch in self._reader.batches(class_name, after, batch_size):
-                yield batch
-            return
+            try:
+                async for batch in self._reader.batches(class_name, after, batch_size):
+                    yield batch
+                return
+            except ReaderUnavailable:
+                self.parallel = False  # nothing was read: read in this process from now on
+                self._reader = None
         batches = self.iter_batches(class_name, after, batch_size)
         try:
             while True:
@@ -939,3 +943,14 @@ def _renamed_value(kind: str, value: str, object_id: str) -> str:
 def _points_to(value: Any, class_name: str, object_id: str) -> bool:
     return (isinstance(value, dict) and value.get("__type") == "Pointer" and value.get("className") == class_name
             and value.get("objectId") == object_id)
+
+
+def _spare_core() -> bool:
+    """Whether a second process would get a core of its own (more than one, and not all of them busy):
+    on a saturated machine it only adds the cost of passing batches between processes."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return cpus > 1 and load < cpus - 0.5

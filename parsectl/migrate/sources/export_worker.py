@@ -6,16 +6,20 @@ writing the rows, and both hold Python's GIL; a thread cannot overlap them, a pr
 (``--on-problem fix``) and sends each batch back as orjson bytes through a pipe. A pipe holds little,
 so the worker is never more than about one batch ahead: memory stays bounded.
 
-If the migration stops reading a class midway, the worker is stopped and a new one serves the next
-request. If the migration process dies (``kill -9``), the worker sees its pipe close and exits.
+The worker is ``python -m parsectl.migrate.sources.export_worker`` with its stdin/stdout as the pipe
+(so it works whatever the parent's ``__main__`` is). If the migration stops reading a class midway, the
+worker is stopped and a new one serves the next request. If the migration process dies (``kill -9``), the
+worker sees its pipe close and exits. If a worker cannot start, the export is read in a thread instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import multiprocessing
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -25,31 +29,41 @@ import orjson
 from parsectl.migrate.source import Batch
 
 
+class ReaderUnavailable(RuntimeError):
+    """The worker ended before answering anything (it could not start): read in this process instead."""
+
+
 class ObjectReader:
     """The parent's end: requests a class's batches and yields them as :class:`Batch` objects."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
-        self._proc: Any = None
-        self._conn: Connection | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._send: Connection | None = None
+        self._recv: Connection | None = None
         self._busy = False
+        self.answered = False
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=serve, name="parsectl-migrate-reader", daemon=True,
-                                 args=(child, str(self.source.path), self.source.fix, self.source._fixes_path))
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "parsectl.migrate.sources.export_worker", str(self.source.path),
+             "1" if self.source.fix else "0", self.source._fixes_path or ""],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc = proc
+        self._send = Connection(os.dup(proc.stdin.fileno()), readable=False)
+        self._recv = Connection(os.dup(proc.stdout.fileno()), writable=False)
+        proc.stdin.close()
+        proc.stdout.close()
 
     def stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._send, self._recv):
+            if conn is not None:
+                conn.close()
+        self._send = self._recv = None
         if self._proc is not None:
-            self._proc.terminate()
-            self._proc.join(5)
+            self._proc.kill()
+            self._proc.wait(5)
             self._proc = None
         self._busy = False
 
@@ -58,16 +72,23 @@ class ObjectReader:
             self.stop()
         if self._proc is None:
             self._start()
-        conn = self._conn
-        assert conn is not None
-        conn.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves))
+        assert self._send is not None and self._recv is not None
+        recv = self._recv
+        try:
+            self._send.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves))
+        except OSError:
+            self.stop()
+            raise ReaderUnavailable("the export reader process is not running") from None
         self._busy = True
         while True:
             try:
-                message = await asyncio.to_thread(conn.recv)
-            except EOFError:
+                message = await asyncio.to_thread(recv.recv)
+            except (EOFError, OSError):
                 self.stop()
+                if not self.answered:
+                    raise ReaderUnavailable("the export reader process could not start") from None
                 raise RuntimeError("the export reader process ended unexpectedly") from None
+            self.answered = True
             kind = message[0]
             if kind == "end":
                 self._busy = False
@@ -80,7 +101,7 @@ class ObjectReader:
             yield Batch(orjson.loads(payload) if isinstance(payload, bytes) else payload, checkpoint)
 
 
-def serve(conn: Connection, path: str, fix: bool, fixes_path: str | None) -> None:
+def serve(recv: Connection, send: Connection, path: str, fix: bool, fixes_path: str | None) -> None:
     """The worker's loop: one request at a time, batches back until ``("end",)``."""
     from parsectl.migrate.sources.export import ExportSource
 
@@ -90,7 +111,7 @@ def serve(conn: Connection, path: str, fix: bool, fixes_path: str | None) -> Non
         source._fixes = sqlite3.connect(f"file:{fixes_path}?mode=ro", uri=True, check_same_thread=False)
     while True:
         try:
-            request = conn.recv()
+            request = recv.recv()
         except (EOFError, OSError):
             return
         _, class_name, after, batch_size, source.renames, source.moves = request
@@ -100,10 +121,21 @@ def serve(conn: Connection, path: str, fix: bool, fixes_path: str | None) -> Non
                     payload: Any = orjson.dumps(batch.objects)
                 except TypeError:  # a value orjson cannot write (pickled instead)
                     payload = batch.objects
-                conn.send(("batch", payload, batch.checkpoint, list(source.skipped)))
+                send.send(("batch", payload, batch.checkpoint, list(source.skipped)))
                 source.skipped.clear()
-            conn.send(("end",))
+            send.send(("end",))
         except (BrokenPipeError, EOFError, OSError):
             return
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            send.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def main() -> None:
+    path, fix, fixes_path = sys.argv[1], sys.argv[2] == "1", sys.argv[3] or None
+    out = os.dup(1)
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the pipe
+    serve(Connection(0, writable=False), Connection(out, readable=False), path, fix, fixes_path)
+
+
+if __name__ == "__main__":
+    main()
