@@ -260,6 +260,40 @@ class ExportSource:
             with open(self.path / entry.name, "rb") as raw:
                 yield raw
 
+    def _iter_records(self, entry: _Entry) -> Iterator[Any]:
+        """The records of a class or join file, one at a time, with bounded memory.
+
+        Exports hold one record per line (``{"results": [`` then ``{...},`` lines, then ``]}``); those
+        lines are parsed with orjson, about twice as fast as a streaming parser. At the first line that
+        is not like that, the rest of the file is read with ijson (after the records already given), so
+        any valid JSON layout gives the same records."""
+        given = 0
+        with self._open_entry(entry) as raw:
+            first = raw.readline()
+            header = first.removeprefix(b"\xef\xbb\xbf").strip().replace(b" ", b"")
+            closing = {b'{"results":[': b"]}", b"[": b"]"}.get(header)
+            if closing is not None:
+                for line in raw:
+                    text = line.strip()
+                    if text.endswith(b","):
+                        text = text[:-1]
+                    if not text:
+                        continue
+                    if text[:1] != b"{":
+                        if text == closing:
+                            return
+                        break
+                    try:
+                        record = orjson.loads(text)
+                    except orjson.JSONDecodeError:
+                        break
+                    given += 1
+                    yield record
+        with self._open_entry(entry) as raw:
+            records = self._records(raw)
+            if _skip(records, given) == given:
+                yield from records
+
     @staticmethod
     def _records(raw: IO[bytes]) -> Iterator[Any]:
         """The items of ``{"results": [...]}`` (or of a bare JSON array), one at a time."""
@@ -338,8 +372,8 @@ class ExportSource:
         bad_keys: set[str] = set()
         ids_rows, ptr_rows, class_no = index.rows("ids"), index.rows("ptr"), index.class_no
         count = 0
-        with self._open_entry(entry) as raw:
-            for obj in self._records(raw):
+        with contextlib.closing(self._iter_records(entry)) as records:
+            for obj in records:
                 count += 1
                 if not count & 1023:
                     index.maybe_flush()
@@ -409,8 +443,8 @@ class ExportSource:
 
     def _scan_join(self, number: int, entry: _Entry, index: _Index) -> int:
         count = 0
-        with self._open_entry(entry) as raw:
-            for row in self._records(raw):
+        with contextlib.closing(self._iter_records(entry)) as records:
+            for row in records:
                 if isinstance(row, dict) and isinstance(row.get("owningId"), str) \
                         and isinstance(row.get("relatedId"), str):
                     index.add("rel", (number, row["owningId"], row["relatedId"]))
@@ -719,8 +753,7 @@ class ExportSource:
         if entry is None:
             return
         consumed = int(after or 0)
-        with self._open_entry(entry) as raw:
-            records = self._records(raw)
+        with contextlib.closing(self._iter_records(entry)) as records:
             if _skip(records, consumed) < consumed:
                 return
             last = consumed
@@ -762,8 +795,7 @@ class ExportSource:
         entry = self._joins.get((class_name, field_name))
         if entry is None:
             return
-        with self._open_entry(entry) as raw:
-            rows = self._records(raw)
+        with contextlib.closing(self._iter_records(entry)) as rows:
             while True:
                 pairs = await asyncio.to_thread(_take_pairs, rows, batch_size)
                 if pairs:
