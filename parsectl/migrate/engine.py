@@ -36,6 +36,7 @@ FOLLOW_CLOCK_MARGIN = 60.0  # seconds of overlap between passes, against clock s
 # problems that only inform: the data is still valid Parse data
 WARNING_KINDS = frozenset(("dangling-pointer",))
 MONGO_MAX_BYTES = 16 * 1024 * 1024
+RELATION_BATCH = 20_000  # relation rows per write (two short ids each)
 
 # suggested when the source had no class-level permissions (hosted exports never carry them)
 SUGGESTED_CLPS: dict[str, dict[str, Any]] = {
@@ -418,7 +419,7 @@ class Migration:
             self.report.classes[class_name].relations[field_name] = state.data["relations"][key]
             return
         total = 0
-        async for pairs in self.source.relations(class_name, field_name):
+        async for pairs in self.source.relations(class_name, field_name, batch_size=RELATION_BATCH):
             await self.writer.add_relation_rows(class_name, field_name, pairs)
             total += len(pairs)
         state.data["relations"][key] = total

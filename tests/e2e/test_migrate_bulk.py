@@ -80,6 +80,9 @@ def test_postgres_copy_then_merge_falls_back_to_the_idempotent_load(pg: PgCluste
     assert all(c["copied"] == 0 for n, c in again["classes"].items() if n != "Post")
     count = pg.psql('SELECT count(*) FROM "Post"', database="bulkcopy").strip()
     assert int(count) == facts.counts["Post"]
+    # relation rows: COPY on the first run, the ON CONFLICT path on the merge, each row once
+    likes = pg.psql('SELECT count(*) FROM "_Join:likes:Post"', database="bulkcopy").strip()
+    assert int(likes) == facts.relations["_Join:likes:Post.json"] == again["classes"]["Post"]["relations"]["likes"]
 
 
 def test_postgres_writer_rows_read_back_as_written(pg: PgCluster) -> None:
