@@ -33,7 +33,7 @@ from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSch
 from parsectl.storage import pg_types, transactions
 from parsectl.storage.base import StoredObject
 from parsectl.storage.pg_pool import ConnectionPool
-from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
+from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, text_array, to_datetime
 from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
 from parsectl.uri import redact
 
@@ -781,13 +781,8 @@ def _copy_date(value: Any) -> Any:
     return codec.date_iso(value) or value
 
 
-def _copy_text_array(value: list[str]) -> str:
-    """A text[] literal (what COPY reads for ``_rperm``/``_wperm``): every element quoted."""
-    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in value) + "}"
-
-
 _COPY_ENCODERS: dict[str, Any] = {
-    "Perm": _copy_text_array, "Date": _copy_date, "Pointer": lambda v: v["objectId"], "File": lambda v: v["name"],
+    "Perm": text_array, "Date": _copy_date, "Pointer": lambda v: v["objectId"], "File": lambda v: v["name"],
     "GeoPoint": point_sql, "Polygon": polygon_sql, "Object": _copy_json, "Array": _copy_json, "Bytes": _copy_json,
 }
 
