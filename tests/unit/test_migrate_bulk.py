@@ -46,7 +46,7 @@ def test_postgres_copy_encoder_is_the_adapters_encoding(ftype: dict[str, str], v
     expected = postgres._copy_value(adapter._value(ftype, value)[1])
     encode = postgres.copy_encoder(ftype)
     got = value if encode is None else encode(value)
-    if ftype["type"] == "Date":  # COPY takes the canonical ISO text of the timestamp the server binds
+    if ftype["type"] == "Date" and not isinstance(expected, str):  # the server may bind a datetime
         assert codec.parse_iso(got) == expected
     else:
         assert got == expected
