@@ -44,7 +44,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
-                validate: bool = True, fix: bool = False) -> Any:
+                validate: bool = True, fix: bool = False, parallel: bool | None = False) -> Any:
     """The Source for ``--from``."""
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
@@ -68,7 +68,7 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     from parsectl.migrate.sources.export import ExportSource
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
-                        validate=validate, fix=fix)
+                        validate=validate, fix=fix, parallel=parallel)
 
 
 class _Bars:
@@ -207,7 +207,7 @@ def migrate(
     # object once, as it copies it, and reports the few that cannot be stored as skipped
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
-                         validate=dry_run, fix=on_problem == "fix")
+                         validate=dry_run, fix=on_problem == "fix", parallel=None)
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
                       classes=[c.strip() for c in classes.split(",")] if classes else None)

@@ -287,3 +287,31 @@ def test_records_are_the_same_whatever_the_layout(tmp_path: Path, layout: str) -
     prefix = "item" if text.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"[" else "results.item"
     expected = list(ijson.items(text.removeprefix(b"\xef\xbb\xbf"), prefix, use_float=True))
     assert got == expected == rows
+
+
+def test_worker_process_memory_does_not_grow_with_the_export(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from tests.support.export_gen import generate_export
+
+    def peak(path: Path) -> int:
+        async def go() -> None:
+            source = ExportSource(path, parallel=True)
+            await source.open()
+            plan = await source.schema()
+            tracemalloc.start()
+            for name in plan.classes:
+                async for _ in source.objects(name, batch_size=200):
+                    pass
+            await source.close()
+
+        try:
+            asyncio.run(go())
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small = peak(generate_export(tmp_path / "small", objects=2_000).path)
+    large = peak(generate_export(tmp_path / "large", objects=8_000).path)
+    assert large < 6_000_000, large
+    assert large < small * 1.75 + 1_000_000, (small, large)

@@ -171,7 +171,7 @@ class ExportSource:
     def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
-                 validate: bool = True, fix: bool = False, parallel: bool | None = None) -> None:
+                 validate: bool = True, fix: bool = False, parallel: bool | None = False) -> None:
         self.path = Path(path)
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
@@ -181,7 +181,9 @@ class ExportSource:
         self.max_problems = max_problems
         self.validate = validate
         self.fix = fix
-        self.parallel = parallel  # None: a worker process for class files over PARALLEL_MIN_BYTES
+        # True: a worker process reads the class files; None: for files over PARALLEL_MIN_BYTES when a core
+        # is spare (what `parsectl migrate` asks for); False: a thread
+        self.parallel = parallel
         self._reader: Any = None
         # --on-problem fix: per class, invalid field name -> its new name, and field -> {type label: sibling}
         self.renames: dict[str, dict[str, str]] = {}

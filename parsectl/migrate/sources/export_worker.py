@@ -28,6 +28,15 @@ import orjson
 
 from parsectl.migrate.source import Batch
 
+CHUNK = 100  # objects per orjson message: parsing a message costs a few times its size, briefly
+
+
+def _receive_chunks(recv: Connection, n: int) -> list[Any]:
+    objects: list[Any] = []
+    for _ in range(n):
+        objects.extend(orjson.loads(recv.recv_bytes()))
+    return objects
+
 
 class ReaderUnavailable(RuntimeError):
     """The worker ended before answering anything (it could not start): read in this process instead."""
@@ -96,9 +105,17 @@ class ObjectReader:
             if kind == "error":
                 self.stop()
                 raise RuntimeError(f"reading {class_name} from the export failed: {message[1]}")
-            _, payload, checkpoint, skipped = message
+            _, chunks, checkpoint, skipped = message
             self.source.skipped.extend(skipped)
-            yield Batch(orjson.loads(payload) if isinstance(payload, bytes) else payload, checkpoint)
+            if isinstance(chunks, int):  # the objects follow as orjson chunks (parsing one at a time is lean)
+                try:
+                    objects = await asyncio.to_thread(_receive_chunks, recv, chunks)
+                except (EOFError, OSError):
+                    self.stop()
+                    raise RuntimeError("the export reader process ended unexpectedly") from None
+            else:
+                objects = chunks
+            yield Batch(objects, checkpoint)
 
 
 def serve(recv: Connection, send: Connection, path: str, fix: bool, fixes_path: str | None) -> None:
@@ -117,11 +134,15 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool, fixes_path: 
         _, class_name, after, batch_size, source.renames, source.moves = request
         try:
             for batch in source.iter_batches(class_name, after, batch_size):
+                objects = batch.objects
                 try:
-                    payload: Any = orjson.dumps(batch.objects)
-                except TypeError:  # a value orjson cannot write (pickled instead)
-                    payload = batch.objects
-                send.send(("batch", payload, batch.checkpoint, list(source.skipped)))
+                    chunks = [orjson.dumps(objects[i:i + CHUNK]) for i in range(0, len(objects), CHUNK)]
+                except TypeError:  # a value orjson cannot write: the objects go pickled instead
+                    send.send(("batch", objects, batch.checkpoint, list(source.skipped)))
+                else:
+                    send.send(("batch", len(chunks), batch.checkpoint, list(source.skipped)))
+                    for chunk in chunks:
+                        send.send_bytes(chunk)
                 source.skipped.clear()
             send.send(("end",))
         except (BrokenPipeError, EOFError, OSError):
