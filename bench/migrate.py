@@ -15,7 +15,7 @@ into a cache dir under /tmp (reused by later runs). For each target and size:
 * migrate: the real CLI as a subprocess, `.venv/bin/parsectl migrate --from EXPORT --to URI --output json`
   (fresh destination, fresh --state-dir). Wall time runs from spawn to exit; objects/s = objects copied (the
   JSON report's per-class `copied`, summed) / wall time. Peak RSS is the process's VmHWM (/proc/PID/status,
-  polled every 50 ms). ru_maxrss from wait4() is kept in the JSON but is not the migrate's own peak: Linux
+  polled every 50 ms) plus the VmHWM of its children (the export reader process), summed: an upper bound. ru_maxrss from wait4() is kept in the JSON but is not the migrate's own peak: Linux
   counts the forked child's pre-exec image, i.e. this (large, after a raw run) process. Per-class times come from polling
   the migration's checkpoint file in --state-dir (rewritten after every batch; the JSON report has per-class
   counts but no per-class times), so they are approximate to a batch and a 50 ms poll.
@@ -65,7 +65,7 @@ EXPORT_SEED = 1
 POLL_S = 0.05
 VENV_BIN = Path(sys.executable).parent
 PARSECTL = VENV_BIN / "parsectl"
-PY_SPY = VENV_BIN / "py-spy"
+PY_SPY = Path(shutil.which("py-spy") or VENV_BIN / "py-spy")
 
 # --------------------------------------------------------------------------------------------------
 # the export cache
@@ -117,6 +117,16 @@ def _proc_status(pid: int) -> dict[str, int]:
             if line.startswith(("VmHWM:", "VmRSS:")):
                 key, value = line.split(":", 1)
                 out[key] = int(value.split()[0])
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of PID (the migration's export reader), from /proc."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+                out.extend(int(c) for c in fh.read().split())
     return out
 
 
@@ -236,6 +246,7 @@ def run_migrate(
     ]
     result: dict[str, Any] = {"command": " ".join(cmd).replace(uri, _redact(uri))}
     hwm = rss_max = 0
+    child_hwm: dict[int, int] = {}
     rss_trace: list[tuple[float, int]] = []  # (s, MB) about every second
     spy: subprocess.Popen | None = None
     spy_path = profile_dir / f"{label}.py-spy.txt"
@@ -258,6 +269,8 @@ def run_migrate(
             st = _proc_status(proc.pid)
             hwm = max(hwm, st.get("VmHWM", 0))
             rss_max = max(rss_max, st.get("VmRSS", 0))
+            for child in _children(proc.pid):
+                child_hwm[child] = max(child_hwm.get(child, 0), _proc_status(child).get("VmHWM", 0))
             if now - t0 >= next_trace and st:
                 rss_trace.append((round(now - t0, 1), round(st.get("VmRSS", 0) / 1024)))
                 next_trace += 1.0
@@ -306,7 +319,10 @@ def run_migrate(
         exit_code=status,
         timed_out=timed_out,
         wall_s=_r(wall, 3),
-        peak_rss_mb=_r(hwm / 1024, 1),
+        # the migrate process plus its export reader process(es): the sum of their peaks (an upper bound)
+        peak_rss_mb=_r((hwm + sum(child_hwm.values())) / 1024, 1),
+        peak_rss_main_mb=_r(hwm / 1024, 1),
+        peak_rss_children_mb=[_r(v / 1024, 1) for v in child_hwm.values()],
         ru_maxrss_mb=_r(ru.ru_maxrss / 1024, 1) if ru else None,
         cpu_s=_r(ru.ru_utime + ru.ru_stime, 2) if ru else None,
         rss_trace_mb=_thin(rss_trace, 60),

@@ -44,7 +44,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
-                validate: bool = True) -> Any:
+                validate: bool = True, fix: bool = False, parallel: bool | None = False) -> Any:
     """The Source for ``--from``."""
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
@@ -68,7 +68,7 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     from parsectl.migrate.sources.export import ExportSource
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
-                        validate=validate)
+                        validate=validate, fix=fix, parallel=parallel)
 
 
 class _Bars:
@@ -143,7 +143,8 @@ def _print_report(data: dict[str, Any], output: str) -> None:
         for field_name, note in notes.items():
             console.print(f"  schema {name}.{field_name}: {note}")
     for problem in data["problems"]:
-        console.print(f"[yellow]problem[/] {problem['kind']} in {problem['class_name']}: {problem['message']}")
+        fixed = f" [green]fixed:[/] {problem['fix']}" if problem.get("fix") else ""
+        console.print(f"[yellow]problem[/] {problem['kind']} in {problem['class_name']}: {problem['message']}{fixed}")
     for warning in data["warnings"]:
         console.print(f"[yellow]warning[/] {warning}")
     for name, clp in data.get("suggestedClassLevelPermissions", {}).items():
@@ -171,7 +172,11 @@ def migrate(
     mode: str = typer.Option(None, "--mode", help="fresh (empty the destination's classes first) or merge"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (with --mode fresh)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and every problem; write nothing"),
-    on_problem: str = typer.Option("fail", "--on-problem", help="fail, or skip the objects with problems"),
+    on_problem: str = typer.Option(
+        "fail", "--on-problem",
+        help="fail; skip the objects with problems; or fix what can be repaired (dangling pointers unset, "
+             "duplicate usernames/emails/role names renamed, invalid field names renamed, values of a conflicting "
+             "type moved to a new field) and skip the rest. Every fix is listed in the report"),
     secure_clps: bool = typer.Option(False, "--secure-clps",
                                      help="Apply restrictive CLPs to _User/_Session/_Installation if the source had none"),
     include_sessions: bool = typer.Option(False, "--include-sessions", help="Also copy _Session"),
@@ -179,7 +184,7 @@ def migrate(
     follow: bool = typer.Option(False, "--follow",
                                 help="After the copy, keep applying the live source's changes until Ctrl-C or "
                                      "SIGTERM, then remove what the source deleted (copy, sync, finalise)"),
-    batch_size: int = typer.Option(1000, "--batch-size", min=1, max=100_000),
+    batch_size: int = typer.Option(2000, "--batch-size", min=1, max=100_000),
     state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir", help="Where checkpoints are kept"),
     output: str = typer.Option("text", "--output", help="text or json"),
 ) -> None:
@@ -191,8 +196,8 @@ def migrate(
         _fail("both --from and --to are needed (see --help)")
     if mode not in (None, "fresh", "merge"):
         _fail("--mode must be fresh or merge")
-    if on_problem not in ("fail", "skip"):
-        _fail("--on-problem must be fail or skip")
+    if on_problem not in ("fail", "skip", "fix"):
+        _fail("--on-problem must be fail, skip or fix")
     if output not in ("text", "json"):
         _fail("--output must be text or json")
     from parsectl.migrate.engine import Migration, MigrationError, Options
@@ -202,7 +207,7 @@ def migrate(
     # object once, as it copies it, and reports the few that cannot be stored as skipped
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
-                         validate=dry_run)
+                         validate=dry_run, fix=on_problem == "fix", parallel=None)
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
                       classes=[c.strip() for c in classes.split(",")] if classes else None)

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from parsectl.migrate.source import Problem, Source, SourceSchema
+from parsectl.migrate.source import Batch, Problem, Source, SourceSchema
+from parsectl.migrate.writers import writer_for
 from parsectl.model import codec
 from parsectl.model.query import Compare, In, MatchAll, RelatedTo, SortKey
 from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema, default_clp
@@ -34,6 +36,7 @@ FOLLOW_CLOCK_MARGIN = 60.0  # seconds of overlap between passes, against clock s
 # problems that only inform: the data is still valid Parse data
 WARNING_KINDS = frozenset(("dangling-pointer",))
 MONGO_MAX_BYTES = 16 * 1024 * 1024
+RELATION_BATCH = 20_000  # relation rows per write (two short ids each)
 
 # suggested when the source had no class-level permissions (hosted exports never carry them)
 SUGGESTED_CLPS: dict[str, dict[str, Any]] = {
@@ -52,8 +55,8 @@ class MigrationError(Exception):
 class Options:
     mode: str | None = None  # None (refuse a non-empty destination), "fresh" or "merge"
     dry_run: bool = False
-    batch_size: int = 1000
-    on_problem: str = "fail"  # fail | skip
+    batch_size: int = 2000
+    on_problem: str = "fail"  # fail | skip | fix
     files: bool = False
     files_adapter: dict[str, Any] | None = None
     secure_clps: bool = False
@@ -156,6 +159,33 @@ class State:
                                                       "alreadyThere": 0, "skipped": 0})
 
 
+async def _prefetch(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+    """The source's batches, reading the next one while the caller writes the current one (the source
+    parses in a thread and the database works in its own process, so both make progress at once)."""
+    iterator = aiter(batches)
+
+    async def next_batch() -> Batch | None:
+        return await anext(iterator, None)
+
+    pending: asyncio.Task[Batch | None] = asyncio.ensure_future(next_batch())
+    try:
+        while True:
+            batch = await pending
+            if batch is None:
+                return
+            pending = asyncio.ensure_future(next_batch())
+            yield batch
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(RuntimeError):
+                await aclose()
+
+
 # --- the run ------------------------------------------------------------------------------------------------
 
 
@@ -186,7 +216,9 @@ def _decide(problems: list[Problem], on_problem: str, mongo: bool) -> tuple[list
     """(blocking problems, objects to skip) under the policy."""
     warnings = WARNING_KINDS if mongo else WARNING_KINDS | {"too-large"}  # 16 MB is MongoDB's limit only
     blocking = [p for p in problems if p.kind not in warnings]
-    if on_problem == "skip":
+    if on_problem == "fix":  # what has a repair is repaired; the rest is left out as under skip
+        blocking = [p for p in blocking if not p.fix]
+    if on_problem in ("skip", "fix"):
         return ([p for p in blocking if not p.object_id and p.kind not in SKIPPED_BY_SOURCE],
                 {(p.class_name, p.object_id) for p in blocking if p.object_id})
     return blocking, set()
@@ -201,6 +233,7 @@ class Migration:
         self.progress = progress or Progress()
         self.confirm = confirm or (lambda message: False)
         self.dest: StorageAdapter = adapter_for(destination_uri)
+        self.writer = writer_for(self.dest)
         self.report = Report(source.description, redact(destination_uri), options.dry_run)
         self.legacy_tokens = 0
         self.follow: asyncio.Event | None = None  # set: keep following changes until this event is set
@@ -208,6 +241,16 @@ class Migration:
 
     async def run(self) -> Report:
         started = time.monotonic()
+        # a copy allocates millions of short-lived, acyclic dicts: collecting cycles that rarely costs
+        # a sizeable share of the run for nothing (memory stays bounded: batches are freed by refcount)
+        thresholds = gc.get_threshold()
+        gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
+        try:
+            return await self._run_all(started)
+        finally:
+            gc.set_threshold(*thresholds)
+
+    async def _run_all(self, started: float) -> Report:
         await self.source.open()
         try:
             await self.dest.open()
@@ -241,7 +284,8 @@ class Migration:
         if blocking:
             raise MigrationError(
                 f"{len(blocking)} problem(s) in the source stop the migration (see the report; run with "
-                "--dry-run to list them, or --on-problem skip to leave the offending objects out)")
+                "--dry-run to list them, --on-problem skip to leave the offending objects out, or --on-problem fix "
+                "to repair what can be repaired)")
         state = State(self.options.state_dir, self.source.description, self.destination_uri)
         state.load()
         self.report.resumed = state.resumed
@@ -336,24 +380,27 @@ class Migration:
                     for obj in batch.objects:
                         file_names(obj, files)
         else:
-            async for batch in self.source.objects(name, after=progress["checkpoint"],
-                                                   batch_size=self.options.batch_size):
+            await self.writer.begin_class(schema)
+            checks_size = getattr(self.source, "checks_size", False)  # too-large objects are plan problems
+            batches = _prefetch(self.source.objects(name, after=progress["checkpoint"],
+                                                    batch_size=self.options.batch_size))
+            async for batch in batches:
                 keep: list[StoredObject] = []
                 for obj in batch.objects:
-                    if (name, obj["objectId"]) in skip:
+                    if skip and (name, obj["objectId"]) in skip:
                         progress["skipped"] += 1
                         continue
-                    if mongo and len(orjson.dumps(obj)) > MONGO_MAX_BYTES:
+                    if mongo and not checks_size and len(orjson.dumps(obj)) > MONGO_MAX_BYTES:
                         self.report.problems.append(Problem("too-large", name, "object over MongoDB's 16 MB",
                                                             obj["objectId"]))
                         progress["skipped"] += 1
                         continue
                     if self.options.files:
                         file_names(obj, files)
-                    if "_session_token" in obj and not mongo:
+                    if not mongo and "_session_token" in obj:
                         self.legacy_tokens += 1
                     keep.append(obj)
-                inserted = await self.dest.insert_many(schema, keep)
+                inserted = await self.writer.write(schema, keep)
                 progress["copied"] += inserted
                 progress["alreadyThere"] += len(keep) - inserted
                 progress["checkpoint"] = batch.checkpoint
@@ -361,6 +408,7 @@ class Migration:
                 self.progress.advance(name, len(batch.objects))
             progress["done"] = True
             state.save()
+        await self.writer.end_class(schema)
         report.copied, report.already_there, report.skipped = (progress["copied"], progress["alreadyThere"],
                                                                progress["skipped"])
         self.progress.end_class(name)
@@ -371,8 +419,8 @@ class Migration:
             self.report.classes[class_name].relations[field_name] = state.data["relations"][key]
             return
         total = 0
-        async for pairs in self.source.relations(class_name, field_name):
-            await self.dest.add_relation_rows(class_name, field_name, pairs)
+        async for pairs in self.source.relations(class_name, field_name, batch_size=RELATION_BATCH):
+            await self.writer.add_relation_rows(class_name, field_name, pairs)
             total += len(pairs)
         state.data["relations"][key] = total
         state.save()

@@ -19,6 +19,7 @@ class Problem:
     message: str
     object_id: str | None = None
     field: str | None = None
+    fix: str | None = None  # under --on-problem fix: the repair made (None: not fixable, skipped or refused)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -287,6 +287,25 @@ def acl_to_perms(acl: dict[str, dict[str, bool]]) -> tuple[list[str], list[str]]
     return rperm, wperm
 
 
+def acl_perms(acl: Any) -> tuple[list[str], list[str]]:
+    """:func:`acl_to_perms` of :func:`validate_acl` in one pass (bulk conversion of exported objects)."""
+    if not isinstance(acl, dict):
+        raise ParseError(errors.INVALID_ACL, "Invalid ACL.")
+    rperm: list[str] = []
+    wperm: list[str] = []
+    for entity, perms in acl.items():
+        if not isinstance(perms, dict) or not entity:
+            raise ParseError(errors.INVALID_ACL, "Invalid ACL.")
+        for perm, allowed in perms.items():
+            if perm not in ("read", "write") or not isinstance(allowed, bool):
+                raise ParseError(errors.INVALID_ACL, "Invalid ACL.")
+        if perms.get("read"):
+            rperm.append(entity)
+        if perms.get("write"):
+            wperm.append(entity)
+    return rperm, wperm
+
+
 def perms_to_acl(rperm: list[str] | None, wperm: list[str] | None) -> dict[str, dict[str, bool]] | None:
     """The ACL wire value for stored permission arrays; None when the object has no ACL."""
     if rperm is None and wperm is None:

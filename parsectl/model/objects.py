@@ -8,6 +8,7 @@ password hashes in ``_hashed_password``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -18,6 +19,9 @@ from parsectl.model.errors import ParseError
 from parsectl.model.schema import USER_INTERNAL_FIELDS, field_name_is_valid
 
 StoredObject = dict[str, Any]
+
+# field names repeat across objects: each is checked once
+_valid_name = functools.lru_cache(maxsize=4096)(field_name_is_valid)
 
 # Export-only keys and where they go in storage form (None: dropped).
 _USER_EXPORT_KEYS = {"bcryptPassword": "_hashed_password", "sessionToken": "_session_token", "password": None}
@@ -43,7 +47,7 @@ def rest_to_storage(class_name: str, obj: dict[str, Any]) -> StoredObject:
             continue
         if key == "ACL":
             if value is not None:
-                out["_rperm"], out["_wperm"] = codec.acl_to_perms(codec.validate_acl(value))
+                out["_rperm"], out["_wperm"] = codec.acl_perms(value)
             continue
         if class_name == "_User" and key in _USER_EXPORT_KEYS:
             target = _USER_EXPORT_KEYS[key]
@@ -56,11 +60,15 @@ def rest_to_storage(class_name: str, obj: dict[str, Any]) -> StoredObject:
             elif class_name == "_User" and key in USER_INTERNAL_FIELDS and value is not None:
                 out[key] = codec.normalize_value(value)
             continue
-        if not field_name_is_valid(key):
+        if not _valid_name(key):
             raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
-        if value is None or (isinstance(value, dict) and value.get("__type") == "Relation"):
+        kind = type(value)
+        if kind is str or kind is bool or kind is float:  # the common scalars are their own wire form
+            out[key] = value
+        elif value is None or (kind is dict and value.get("__type") == "Relation"):
             continue
-        out[key] = codec.normalize_value(value)
+        else:
+            out[key] = codec.normalize_value(value)
     if class_name == "_Installation":
         _normalize_installation(out)
     return out

@@ -33,7 +33,7 @@ from parsectl.model.schema import DEFAULT_FIELDS, USER_INTERNAL_FIELDS, ClassSch
 from parsectl.storage import pg_types, transactions
 from parsectl.storage.base import StoredObject
 from parsectl.storage.pg_pool import ConnectionPool
-from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, to_datetime
+from parsectl.storage.postgres_query import PostgresCompiler, point_sql, polygon_sql, text_array, to_datetime
 from parsectl.storage.sql import SYSTEM_COLUMNS, join_table, quote
 from parsectl.uri import redact
 
@@ -771,6 +771,26 @@ class _Scored:
         for obj, row in zip(objects, rows, strict=True):
             obj["$score"] = row[-1]
         return objects
+
+
+def _copy_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _copy_date(value: Any) -> Any:
+    return codec.date_iso(value) or value
+
+
+_COPY_ENCODERS: dict[str, Any] = {
+    "Perm": text_array, "Date": _copy_date, "Pointer": lambda v: v["objectId"], "File": lambda v: v["name"],
+    "GeoPoint": point_sql, "Polygon": polygon_sql, "Object": _copy_json, "Array": _copy_json, "Bytes": _copy_json,
+}
+
+
+def copy_encoder(ftype: FieldType) -> Any:
+    """A non-null storage-form value as ``COPY`` takes it for a column of ``ftype`` (what :meth:`_value`
+    binds, with JSON and geometry as text); None: the value as it is. For bulk loads (``parsectl migrate``)."""
+    return _COPY_ENCODERS.get(ftype["type"])
 
 
 def _decoder(ftype: FieldType) -> Any:

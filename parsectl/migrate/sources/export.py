@@ -50,6 +50,7 @@ _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.js
 _NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
 _USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
 _FLUSH_ROWS = 4_000
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # class files from this size are converted in a worker process
 
 TypeKey = tuple[str, str | None]
 
@@ -118,6 +119,15 @@ class _Index:
         if len(rows) >= _FLUSH_ROWS:
             self._flush(table)
 
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        """The pending rows of a table, to append to directly in hot loops (then call :meth:`maybe_flush`)."""
+        return self._rows[table]
+
+    def maybe_flush(self) -> None:
+        for table, rows in self._rows.items():
+            if len(rows) >= _FLUSH_ROWS:
+                self._flush(table)
+
     def _flush(self, table: str) -> None:
         rows = self._rows[table]
         if rows:
@@ -156,11 +166,12 @@ class ExportSource:
     """
 
     has_password_hashes = True
+    checks_size = True  # objects over MongoDB's 16 MB are problems of the plan (schema pass)
 
     def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
-                 validate: bool = True) -> None:
+                 validate: bool = True, fix: bool = False, parallel: bool | None = False) -> None:
         self.path = Path(path)
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
@@ -169,6 +180,16 @@ class ExportSource:
         self.tmp_dir = str(tmp_dir) if tmp_dir else None
         self.max_problems = max_problems
         self.validate = validate
+        self.fix = fix
+        # True: a worker process reads the class files; None: for files over PARALLEL_MIN_BYTES when a core
+        # is spare (what `parsectl migrate` asks for); False: a thread
+        self.parallel = parallel
+        self._reader: Any = None
+        # --on-problem fix: per class, invalid field name -> its new name, and field -> {type label: sibling}
+        self.renames: dict[str, dict[str, str]] = {}
+        self.moves: dict[str, dict[str, dict[str, str]]] = {}
+        self._fixes: sqlite3.Connection | None = None  # (class, objectId) -> field fixes, on disk
+        self._fixes_path: str | None = None
         self.description = f"Parse export {self.path}"
         self.skipped: list[Problem] = []
         self._is_zip = self.path.is_file()
@@ -183,6 +204,14 @@ class ExportSource:
         await asyncio.to_thread(self._scan)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+            self._reader = None
+        if self._fixes is not None:
+            self._fixes.close()
+            self._fixes = None
+            with contextlib.suppress(OSError):
+                os.unlink(self._fixes_path or "")
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -233,6 +262,40 @@ class ExportSource:
             with open(self.path / entry.name, "rb") as raw:
                 yield raw
 
+    def _iter_records(self, entry: _Entry) -> Iterator[Any]:
+        """The records of a class or join file, one at a time, with bounded memory.
+
+        Exports hold one record per line (``{"results": [`` then ``{...},`` lines, then ``]}``); those
+        lines are parsed with orjson, about twice as fast as a streaming parser. At the first line that
+        is not like that, the rest of the file is read with ijson (after the records already given), so
+        any valid JSON layout gives the same records."""
+        given = 0
+        with self._open_entry(entry) as raw:
+            first = raw.readline()
+            header = first.removeprefix(b"\xef\xbb\xbf").strip().replace(b" ", b"")
+            closing = {b'{"results":[': b"]}", b"[": b"]"}.get(header)
+            if closing is not None:
+                for line in raw:
+                    text = line.strip()
+                    if text.endswith(b","):
+                        text = text[:-1]
+                    if not text:
+                        continue
+                    if text[:1] != b"{":
+                        if text == closing:
+                            return
+                        break
+                    try:
+                        record = orjson.loads(text)
+                    except orjson.JSONDecodeError:
+                        break
+                    given += 1
+                    yield record
+        with self._open_entry(entry) as raw:
+            records = self._records(raw)
+            if _skip(records, given) == given:
+                yield from records
+
     @staticmethod
     def _records(raw: IO[bytes]) -> Iterator[Any]:
         """The items of ``{"results": [...]}`` (or of a bare JSON array), one at a time."""
@@ -275,6 +338,8 @@ class ExportSource:
                 join_numbers[key] = number
                 join_rows[key] = self._scan_join(number, entry, index)
             index.finish()
+            if self.fix:
+                self._plan_renames(stats, index, problems)
             for class_name in self.class_files:
                 if class_name in self._bad_class_files:
                     problems.add(Problem("invalid-class-name", class_name,
@@ -288,8 +353,13 @@ class ExportSource:
                         class_name, {}, item, problems, index)
                     out.counts[class_name] = 0
             self._relation_fields(out, index, join_numbers, join_rows, stated, problems)
+            if self.fix:
+                self._open_fixes()
             self._dangling_pointers(index, problems)
             self._duplicates(index, problems)
+            if self._fixes is not None:
+                self._fixes.execute("CREATE INDEX fix_key ON fix(cls, oid)")
+                self._fixes.commit()
         finally:
             index.close()
         out.problems = problems.finish()
@@ -301,10 +371,14 @@ class ExportSource:
         is_user, is_role = class_name == "_User", class_name == "_Role"
         cap, validate = self.max_problems, self.validate
         ignored: set[str] = set()
+        bad_keys: set[str] = set()
+        ids_rows, ptr_rows, class_no = index.rows("ids"), index.rows("ptr"), index.class_no
         count = 0
-        with self._open_entry(entry) as raw:
-            for obj in self._records(raw):
+        with contextlib.closing(self._iter_records(entry)) as records:
+            for obj in records:
                 count += 1
+                if not count & 1023:
+                    index.maybe_flush()
                 if not isinstance(obj, dict):
                     problems.add(Problem("invalid-object", class_name, f"record #{count} is not a JSON object"))
                     continue
@@ -313,12 +387,12 @@ class ExportSource:
                     problems.add(Problem("missing-object-id", class_name, f"record #{count} has no objectId"))
                     oid = None
                 else:
-                    index.add("ids", (oid, cls))
+                    ids_rows.append((oid, cls))
                 size = _json_size(obj)
                 if size > MONGO_MAX_BYTES:
                     problems.add(Problem("too-large", class_name,
                                          f"{size} bytes, over MongoDB's 16 MB document limit", oid))
-                bad_field = False
+                bad_field = renamed = False
                 for key, value in obj.items():
                     stats = fields.get(key)
                     if stats is None:
@@ -328,12 +402,16 @@ class ExportSource:
                             ignored.add(key)
                             continue
                         if not field_name_is_valid(key):
-                            bad_field = True
-                            problems.add(Problem("invalid-field-name", class_name,
-                                                 f"{key!r} is not a valid field name; the object cannot be stored",
-                                                 oid, key))
-                            continue
+                            if not self.fix:
+                                bad_field = True
+                                problems.add(Problem("invalid-field-name", class_name,
+                                                     f"{key!r} is not a valid field name; the object cannot be "
+                                                     "stored", oid, key))
+                                continue
+                            bad_keys.add(key)  # renamed under --on-problem fix
                         stats = fields[key] = _FieldStats()
+                    if bad_keys and key in bad_keys:
+                        renamed = True
                     tkey = _type_key(value)
                     if tkey is None:
                         stats.nulls += 1
@@ -345,7 +423,7 @@ class ExportSource:
                         if seen < cap:
                             index.add("typed", (cls, key, _type_label(tkey), oid))
                         if tkey[0] == "Pointer":
-                            index.add("ptr", (cls, oid, key, index.class_no(tkey[1]), value["objectId"]))
+                            ptr_rows.append((cls, oid, key, class_no(tkey[1]), value["objectId"]))
                         elif tkey is _ARRAY or tkey is _OBJECT:
                             _pointers(value, key, cls, oid, index, 0)
                 if oid is not None:
@@ -356,6 +434,9 @@ class ExportSource:
                     elif is_role and isinstance(obj.get("name"), str):
                         index.add("uniq", ("role-name", obj["name"], oid, obj["name"]))
                 if validate and not bad_field and oid is not None:
+                    if renamed:  # as --on-problem fix will store it (the final names are chosen after the pass)
+                        obj = {k if k in _NOT_FIELDS or k[0] == "_" or field_name_is_valid(k)
+                               else _valid_field_name(k): v for k, v in obj.items()}
                     try:
                         rest_to_storage(class_name, obj)
                     except ParseError as exc:
@@ -364,8 +445,8 @@ class ExportSource:
 
     def _scan_join(self, number: int, entry: _Entry, index: _Index) -> int:
         count = 0
-        with self._open_entry(entry) as raw:
-            for row in self._records(raw):
+        with contextlib.closing(self._iter_records(entry)) as records:
+            for row in records:
                 if isinstance(row, dict) and isinstance(row.get("owningId"), str) \
                         and isinstance(row.get("relatedId"), str):
                     index.add("rel", (number, row["owningId"], row["relatedId"]))
@@ -403,16 +484,27 @@ class ExportSource:
                 message = f"{class_name}.{name} holds {listed}; {why} {label}"
                 suppressed = 0
                 for other, n in others:
+                    fix = None
+                    if self.fix:
+                        taken = set(fields) | set(chosen) | set(stated_fields) | set(defaults)
+                        sibling = _free_name(f"{name}_{re.sub('[^A-Za-z0-9]', '', _type_label(other))}", taken)
+                        chosen[sibling] = _field_type(other)
+                        notes[sibling] = f"--on-problem fix: the {_plural(n, 'value')} of {name} of type " \
+                                         f"{_type_label(other)}"
+                        self.moves.setdefault(class_name, {}).setdefault(name, {})[_type_label(other)] = sibling
+                        fix = f"value moved to the new field {sibling}"
                     ids = [r[0] for r in index.db.execute(
                         "SELECT oid FROM typed WHERE cls = ? AND field = ? AND type = ?",
                         (index.class_no(class_name), name, _type_label(other)))]
                     for oid in ids:
                         problems.add(Problem("type-conflict", class_name,
-                                             f"{message}: this object's value is {_type_label(other)}", oid, name))
+                                             f"{message}: this object's value is {_type_label(other)}", oid, name,
+                                             fix))
                     suppressed += n - len(ids)
                 if suppressed:
                     problems.add(Problem("type-conflict", class_name,
-                                         f"{message} ({suppressed} more conflicting values not listed)", None, name))
+                                         f"{message} ({suppressed} more conflicting values not listed)", None, name,
+                                         "values moved to the new fields" if self.fix else None))
             if name in stated_fields:
                 notes[name] = "stated by --schema"
             elif name in defaults:
@@ -473,7 +565,8 @@ class ExportSource:
                 problems.add(Problem("type-conflict", owner,
                                      f"{owner}.{field_name} has a relation file, but its values are "
                                      f"{_type_label((current['type'], current.get('targetClass')))}; "
-                                     "keeping that type and leaving the relation rows out", None, field_name))
+                                     "keeping that type and leaving the relation rows out", None, field_name,
+                                     "relation rows left out" if self.fix else None))
                 continue
             elif inferred:
                 target = inferred
@@ -482,14 +575,15 @@ class ExportSource:
                 problems.add(Problem("relation-target-unknown", owner,
                                      f"{owner}.{field_name}: the relation file's {_plural(rows, 'row')} name no "
                                      "object of the export, so its target class is unknown; state it with "
-                                     "--schema", None, field_name))
+                                     "--schema", None, field_name, "relation rows left out" if self.fix else None))
                 notes[field_name] = f"relation file with {_plural(rows, 'row')}, target unknown: left out"
                 continue
             if len(found) > 1:
                 listed = ", ".join(f"{index.class_name(c)} ({_plural(n, 'id')})" for n, c in found)
                 problems.add(Problem("type-conflict", owner,
                                      f"{owner}.{field_name}: the relation file names objects of several "
-                                     f"classes: {listed}; the target is {target}", None, field_name))
+                                     f"classes: {listed}; the target is {target}", None, field_name,
+                                     f"target {target}; all rows copied" if self.fix else None))
             schema.fields[field_name] = {"type": "Relation", "targetClass": target}
             notes[field_name] = note
             self._dangling_relation_rows(index, owner, field_name, j, target, problems)
@@ -514,9 +608,13 @@ class ExportSource:
         rows = index.db.execute(
             "SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
             "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)")
+        fix = "pointer unset (or removed from the array holding it)" if self.fix else None
         for cls, oid, field_name, tcls, tid in rows:
             problems.add(Problem("dangling-pointer", names[cls],
-                                 f"points to {names[tcls]} {tid}, which is not in the export", oid, field_name))
+                                 f"points to {names[tcls]} {tid}, which is not in the export", oid, field_name, fix))
+            if self._fixes is not None:
+                self._fixes.execute("INSERT INTO fix VALUES (?, ?, ?, 'unset-pointer', ?)",
+                                    (names[cls], oid, field_name, f"{names[tcls]}${tid}"))
 
     def _duplicates(self, index: _Index, problems: _Problems) -> None:
         what = {"username": ("_User", "duplicate-username", "username"),
@@ -530,30 +628,139 @@ class ExportSource:
         for kind, oid, raw, first_oid, first_raw in rows:
             class_name, problem_kind, field_name = what[kind]
             same = "the same" if raw == first_raw else f"{first_raw!r}, the same except for case,"
+            fix = None
+            if self._fixes is not None:
+                renamed = _renamed_value(kind, raw, oid)
+                self._fixes.execute("INSERT INTO fix VALUES (?, ?, ?, 'set', ?)", (class_name, oid, field_name, renamed))
+                fix = f"renamed to {renamed!r}"
             problems.add(Problem(problem_kind, class_name,
-                                 f"{field_name} {raw!r}: {same} as object {first_oid}", oid, field_name))
+                                 f"{field_name} {raw!r}: {same} as object {first_oid}", oid, field_name, fix))
         names = {n: name for name, n in index.classes.items()}
         for cls, oid, n in index.db.execute(
                 "SELECT cls, id, count(*) FROM ids GROUP BY id, cls HAVING count(*) > 1"):
-            problems.add(Problem("duplicate-object-id", names[cls], f"objectId {oid} appears {n} times", oid))
+            problems.add(Problem("duplicate-object-id", names[cls], f"objectId {oid} appears {n} times", oid, None,
+                                 "the first occurrence is kept" if self.fix else None))
+
+    # --- --on-problem fix -------------------------------------------------------------------------------
+    def _open_fixes(self) -> None:
+        fd, self._fixes_path = tempfile.mkstemp(prefix="parsectl-fixes-", suffix=".sqlite", dir=self.tmp_dir)
+        os.close(fd)
+        self._fixes = sqlite3.connect(self._fixes_path, check_same_thread=False)
+        self._fixes.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                                  "CREATE TABLE fix(cls TEXT, oid TEXT, field TEXT, action TEXT, detail TEXT);")
+
+    def _plan_renames(self, stats: dict[str, dict[str, _FieldStats]], index: _Index, problems: _Problems) -> None:
+        """Give every invalid field name a valid one (its value types counted under the new name)."""
+        for class_name, fields in stats.items():
+            bad = [key for key in fields if not field_name_is_valid(key)]
+            if not bad:
+                continue
+            taken = set(fields) | set(BASE_FIELDS) | set(DEFAULT_FIELDS.get(class_name, {}))
+            renames = self.renames.setdefault(class_name, {})
+            cls = index.class_no(class_name)
+            for key in bad:
+                new = renames[key] = _free_name(_valid_field_name(key), taken)
+                taken.add(new)
+                fields[new] = fields.pop(key)
+                n = sum(fields[new].types.values()) + fields[new].nulls
+                for table in ("typed", "ptr"):
+                    index.db.execute(f"UPDATE {table} SET field = ? WHERE cls = ? AND field = ?", (new, cls, key))
+                problems.add(Problem("invalid-field-name", class_name,
+                                     f"{key!r} is not a valid field name ({_plural(n, 'object')})", None, key,
+                                     f"renamed to {new!r}"))
+
+    def _fix_batch(self, class_name: str, raw: list[Any]) -> None:
+        """Rename invalid field names in the exported records, before they are converted."""
+        renames = self.renames.get(class_name)
+        if not renames:
+            return
+        for obj in raw:
+            if isinstance(obj, dict) and not renames.keys().isdisjoint(obj):
+                for old, new in renames.items():
+                    if old in obj:
+                        obj[new] = obj.pop(old)
+
+    def _fix_objects(self, class_name: str, objects: list[StoredObject]) -> None:
+        """Apply the planned repairs to converted objects: moved type conflicts, unset dangling pointers,
+        renamed duplicates."""
+        moves = self.moves.get(class_name)
+        if moves:
+            for obj in objects:
+                for name, by_type in moves.items():
+                    value = obj.get(name)
+                    if value is not None:
+                        tkey = _type_key(value)
+                        sibling = by_type.get(_type_label(tkey)) if tkey else None
+                        if sibling is not None:
+                            obj[sibling] = obj.pop(name)
+        if self._fixes is None or not objects:
+            return
+        by_id = {obj["objectId"]: obj for obj in objects}
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._fixes.execute(
+                f"SELECT oid, field, action, detail FROM fix WHERE cls = ? AND oid IN ({','.join('?' * len(chunk))})",
+                [class_name, *chunk]).fetchall()
+            for oid, field_name, action, detail in rows:
+                obj = by_id[oid]
+                field_name = (self.renames.get(class_name) or {}).get(field_name, field_name)
+                if action == "set":
+                    obj[field_name] = detail
+                elif action == "unset-pointer":
+                    target_class, _, target_id = detail.partition("$")
+                    value = obj.get(field_name)
+                    if _points_to(value, target_class, target_id):
+                        del obj[field_name]
+                    elif isinstance(value, list):
+                        obj[field_name] = [v for v in value if not _points_to(v, target_class, target_id)]
 
     # --- objects and relations --------------------------------------------------------------------------
     async def objects(self, class_name: str, *, after: str | None = None, batch_size: int = 1000
                       ) -> AsyncIterator[Batch]:
-        """Batches of storage-form objects in file order; the checkpoint counts the records consumed."""
+        """Batches of storage-form objects in file order; the checkpoint counts the records consumed.
+
+        A big class file is read and converted by a worker process (:mod:`.export_worker`), so parsing
+        the export and writing the destination use two cores; small ones are read in a thread."""
+        entry = self.class_files.get(class_name)
+        if entry is None:
+            return
+        parallel = self.parallel if self.parallel is not None else (
+            entry.size >= PARALLEL_MIN_BYTES and _spare_core())
+        if parallel:
+            from parsectl.migrate.sources.export_worker import ObjectReader, ReaderUnavailable
+
+            if self._reader is None:
+                self._reader = ObjectReader(self)
+            try:
+                async for batch in self._reader.batches(class_name, after, batch_size):
+                    yield batch
+                return
+            except ReaderUnavailable:
+                self.parallel = False  # nothing was read: read in this process from now on
+                self._reader = None
+        batches = self.iter_batches(class_name, after, batch_size)
+        try:
+            while True:
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            batches.close()
+
+    def iter_batches(self, class_name: str, after: str | None, batch_size: int) -> Iterator[Batch]:
+        """:meth:`objects`, synchronously, in this thread."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
         consumed = int(after or 0)
-        with contextlib.ExitStack() as stack:
-            raw = stack.enter_context(self._open_entry(entry))
-            records = self._records(raw)
-            skipped = await asyncio.to_thread(_skip, records, consumed)
-            if skipped < consumed:
+        with contextlib.closing(self._iter_records(entry)) as records:
+            if _skip(records, consumed) < consumed:
                 return
             last = consumed
             while True:
-                objects, n, done = await asyncio.to_thread(self._take, class_name, records, batch_size, consumed)
+                objects, n, done = self._take(class_name, records, batch_size, consumed)
                 consumed += n
                 if objects or consumed > last:
                     yield Batch(objects, str(consumed))
@@ -565,17 +772,24 @@ class ExportSource:
               ) -> tuple[list[StoredObject], int, bool]:
         out: list[StoredObject] = []
         n = 0
+        renames = self.renames.get(class_name)
+        done = True
         for obj in records:
             n += 1
             try:
                 if not isinstance(obj, dict):
                     raise ParseError(errors.INVALID_JSON, "not a JSON object")
+                if renames:
+                    self._fix_batch(class_name, [obj])
                 out.append(rest_to_storage(class_name, obj))
             except ParseError as exc:
                 self.skipped.append(_skip_problem(class_name, obj, exc, position + n))
             if len(out) >= batch_size:
-                return out, n, False
-        return out, n, True
+                done = False
+                break
+        if self.fix:
+            self._fix_objects(class_name, out)
+        return out, n, done
 
     async def relations(self, class_name: str, field_name: str, *, batch_size: int = 5000
                         ) -> AsyncIterator[list[tuple[str, str]]]:
@@ -583,8 +797,7 @@ class ExportSource:
         entry = self._joins.get((class_name, field_name))
         if entry is None:
             return
-        with self._open_entry(entry) as raw:
-            rows = self._records(raw)
+        with contextlib.closing(self._iter_records(entry)) as rows:
             while True:
                 pairs = await asyncio.to_thread(_take_pairs, rows, batch_size)
                 if pairs:
@@ -625,11 +838,13 @@ class _Problems:
         self.cap = cap
         self.items: list[Problem] = []
         self.counts: dict[tuple[str, str, str | None], int] = {}
+        self.fixes: dict[tuple[str, str, str | None], str | None] = {}  # the repair of each kind's first one
 
     def add(self, problem: Problem) -> None:
         key = (problem.kind, problem.class_name, problem.field)
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
+        self.fixes.setdefault(key, problem.fix)
         if n <= self.cap:
             self.items.append(problem)
 
@@ -637,8 +852,10 @@ class _Problems:
         for (kind, class_name, field_name), n in self.counts.items():
             if n > self.cap:
                 where = f"{class_name}.{field_name}" if field_name else class_name
+                fix = self.fixes.get((kind, class_name, field_name))
                 self.items.append(Problem(kind, class_name, f"{n - self.cap} more {kind} problems in {where} "
-                                          f"(only the first {self.cap} are listed)", None, field_name))
+                                          f"(only the first {self.cap} are listed)", None, field_name,
+                                          f"each one as listed: {fix}" if fix else None))
         return self.items
 
 
@@ -729,3 +946,45 @@ def _skip_problem(class_name: str, obj: Any, exc: ParseError, position: int) -> 
                     and not field_name_is_valid(k)), None)
     return Problem(_ERROR_KINDS.get(exc.code, "invalid-object"), class_name,
                    f"record #{position} skipped: {exc.message}", oid, bad)
+
+
+def _valid_field_name(key: str) -> str:
+    """A valid field name made from an invalid one: other characters become ``_``, a letter first."""
+    name = re.sub("[^A-Za-z0-9_]", "_", key)
+    if not name or not name[0].isalpha():
+        name = "f" + name
+    return name if field_name_is_valid(name) else name + "_"
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``, ... the first one no other field has."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name}_{n}" in taken:
+        n += 1
+    return f"{name}_{n}"
+
+
+def _renamed_value(kind: str, value: str, object_id: str) -> str:
+    """A duplicate username, email or role name made unique with the object's id (deterministic)."""
+    if kind == "email" and "@" in value:
+        local, _, domain = value.rpartition("@")
+        return f"{local}+{object_id}@{domain}"
+    return f"{value}_{object_id}"
+
+
+def _points_to(value: Any, class_name: str, object_id: str) -> bool:
+    return (isinstance(value, dict) and value.get("__type") == "Pointer" and value.get("className") == class_name
+            and value.get("objectId") == object_id)
+
+
+def _spare_core() -> bool:
+    """Whether a second process would get a core of its own (more than one, and not all of them busy):
+    on a saturated machine it only adds the cost of passing batches between processes."""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return cpus > 1 and load < cpus - 0.5
