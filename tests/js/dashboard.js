@@ -55,12 +55,23 @@ const scenarios = {
   // The sidebar lists the classes with their counts.
   async classList(page, taken) {
     await page.goto(appUrl('browser'));
+    // the counts arrive after the class list: wait for the dashboard's requests to finish, then read each
+    // count until two reads agree
+    await page.waitForLoadState('networkidle', { timeout: TIMEOUT });
     const names = ['_Role', '_User', 'Game'];
     const counts = {};
     for (const name of names) {
       const link = page.locator(`a[title="${name}"]`);
       await link.waitFor({ timeout: TIMEOUT });
-      counts[name] = (await link.locator('xpath=following-sibling::span').first().textContent()).trim();
+      const span = link.locator('xpath=following-sibling::span').first();
+      let last = null;
+      for (let i = 0; i < 50; i += 1) {
+        const text = ((await span.textContent()) || '').trim();
+        if (/^\d+$/.test(text) && text === last) break;
+        last = text;
+        await page.waitForTimeout(100);
+      }
+      counts[name] = last;
     }
     await shot(page, 'class-list', taken);
     return { counts };
