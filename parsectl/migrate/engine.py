@@ -478,8 +478,7 @@ class Migration:
         dirty: set[tuple[str, str]] = set()
         while not stop.is_set():
             batch = await feed.next_batch()
-            if any(c.kind == "schema" or (c.class_name and c.class_name not in live) for c in batch
-                   if c.kind != "relation_dirty"):
+            if any(c.kind == "schema" for c in batch):  # a new class or field comes with a _SCHEMA event
                 classes = await self._catch_up(_minus_seconds(codec.now_iso(), FOLLOW_CLOCK_MARGIN))
                 stored, live = await self.dest.load_schemas(), await self.source.live_schemas()
             for change in batch:
