@@ -195,19 +195,10 @@ async def run_batch(router: Router, request: Request, extra_prefixes: list[str])
     if body.get("transaction") is True:
         return await _run_transaction(router, planned)
 
-    async def one(handler: Handler, args: dict[str, str], sub_request: Request) -> dict[str, Any]:
-        try:
-            response = await handler(sub_request, args)
-            return {"success": response.data}
-        except ParseError as exc:
-            return {"error": exc.to_json()}
-        except HTTPError as exc:
-            return {"error": {"code": errors.OPERATION_FORBIDDEN, "error": exc.message}}
-
     results: list[dict[str, Any] | None] = [None] * len(planned)
 
     async def one_at(index: int) -> None:
-        results[index] = await one(*planned[index])
+        results[index] = await _batch_one(*planned[index])
 
     async def creates_in(class_name: str, indexes: list[int]) -> None:
         outcomes = await router.rest.create_many(request.auth, class_name, [planned[i][2].body for i in indexes])

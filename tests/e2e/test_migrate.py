@@ -155,6 +155,18 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
                                             for c in r.json()["results"])
 
 
+def start_following(source: str, dest: str, cwd: Path, *, settle: float) -> subprocess.Popen[str]:
+    """Start `migrate --follow` into a SQLite copy at cwd/copy.db; return once the copy exists and `settle`
+    seconds have passed (the copy is done and following)."""
+    proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", source, "--to", dest, "--follow",
+                             "--output", "json"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (cwd / "copy.db").exists():
+        time.sleep(0.05)
+    time.sleep(settle)
+    return proc
+
+
 def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) -> None:
     """copy -> sync -> finalise from a live parsectl store into another database."""
     source_dir = tmp_path / "live"
@@ -165,14 +177,8 @@ def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) ->
         ids = [httpx.post(f"{live.server_url}/classes/Item", json={"n": i}, headers=h).json()["objectId"]
                for i in range(30)]
         owner = ids[0]
-        proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", source_uri, "--to", dest, "--follow",
-                                 "--output", "json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = start_following(source_uri, dest, tmp_path, settle=1.5)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (tmp_path / "copy.db").exists():
-                time.sleep(0.05)
-            time.sleep(1.5)  # the copy is done and following
             new = httpx.post(f"{live.server_url}/classes/Item", json={"n": 100}, headers=h).json()["objectId"]
             httpx.put(f"{live.server_url}/classes/Item/{ids[1]}", json={"n": {"__op": "Increment", "amount": 5}},
                       headers=h)
@@ -206,14 +212,8 @@ def test_follow_a_mongodb_replica_set_through_its_change_stream(tmp_path: Path, 
         rel = {"__op": "AddRelation", "objects": [{"__type": "Pointer", "className": "Item", "objectId": i}
                                                   for i in ids[5:8]]}
         httpx.put(f"{live.server_url}/classes/Item/{ids[0]}", headers=h, json={"rel": rel})
-        proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", mongo_uri, "--to", dest, "--follow",
-                                 "--output", "json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = start_following(mongo_uri, dest, tmp_path, settle=2.0)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (tmp_path / "copy.db").exists():
-                time.sleep(0.05)
-            time.sleep(2)  # the copy is done and following
             new = httpx.post(f"{live.server_url}/classes/Item", json={"n": 100}, headers=h).json()["objectId"]
             httpx.put(f"{live.server_url}/classes/Item/{ids[1]}", json={"n": {"__op": "Increment", "amount": 5}},
                       headers=h)
