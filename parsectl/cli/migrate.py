@@ -268,13 +268,19 @@ def verify_cmd(
     files_adapter: str = typer.Option(None, "--files-adapter", help="Destination files adapter as JSON"),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to check (default: all)"),
     include_sessions: bool = typer.Option(False, "--include-sessions"),
+    on_problem: str = typer.Option(
+        "fail", "--on-problem",
+        help="fix: compare with the repairs `migrate --on-problem fix` made to an export (renames, moved "
+             "values, unset dangling pointers)"),
     output: str = typer.Option("text", "--output", help="text or json"),
 ) -> None:
     """Compare source and destination: counts, a checksum per object, relations, files. Exit 1 on a mismatch."""
     from parsectl.migrate.verify import verify
 
+    if on_problem not in ("fail", "fix"):
+        _fail("verify's --on-problem is fail (compare with the export as it is) or fix")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
-                         rewrite=None, include_sessions=include_sessions)
+                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix")
     try:
         report = asyncio.run(verify(source, to, files=files, files_adapter=_json_option("--files-adapter",
                                                                                          files_adapter),

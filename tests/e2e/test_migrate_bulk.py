@@ -69,6 +69,10 @@ def test_postgres_copy_then_merge_falls_back_to_the_idempotent_load(pg: PgCluste
                    database="bulkcopy").strip() == "many"
     assert pg.psql(f"SELECT count(*) FROM \"Comment\" WHERE \"objectId\" = '{facts.ids['dangling_pointer']}' "
                    "AND \"post\" IS NULL", database="bulkcopy").strip() == "1"
+    # verify compares with the repaired export
+    assert migrate("verify", "--from", src, "--to", dest, cwd=tmp_path, check=False).returncode == 1
+    assert "everything matches" in migrate("verify", "--from", src, "--to", dest, "--on-problem", "fix",
+                                           cwd=tmp_path).stdout
 
     # lose some rows, then merge: the batches meeting existing rows load the idempotent way
     pg.psql("DELETE FROM \"Post\" WHERE \"objectId\" IN (SELECT \"objectId\" FROM \"Post\" ORDER BY \"objectId\" "
