@@ -10,6 +10,7 @@ from typing import Any
 
 from parsectl.model import errors, query
 from parsectl.model.errors import HTTPError, ParseError
+from parsectl.server.audiences_api import register as register_audience_routes
 from parsectl.server.auth import Auth
 from parsectl.server.config_api import register_routes
 from parsectl.server.functions_api import FunctionsAPI
@@ -60,6 +61,7 @@ class Router:
         register_routes(self)
         register_job_schedule_routes(self)
         register_hook_routes(self)
+        register_audience_routes(self)
         self.add("POST", r"/functions/(?P<functionName>[^/]+)", FunctionsAPI(rest).run_function)
         self.add("POST", r"/jobs/(?P<jobName>[^/]+)", FunctionsAPI(rest).run_job)
         self.add("POST", r"/jobs", FunctionsAPI(rest).run_job)
@@ -127,10 +129,9 @@ class Router:
     def _push_features(self) -> dict[str, bool]:
         push = getattr(self.rest, "push", None)
         configured = bool(push is not None and push.has_push)
-        # parse-server reports pushAudiences and localization true whatever the configuration; parsectl
-        # localises pushes (alert-xx) but has no /push_audiences routes, so it says false for audiences
+        # as parse-server: pushAudiences and localization are true whatever the configuration
         return {"immediatePush": configured, "scheduledPush": bool(configured and push.scheduled_push),
-                "storedPushData": configured, "pushAudiences": False, "localization": True}
+                "storedPushData": configured, "pushAudiences": True, "localization": True}
 
     # --- schemas --------------------------------------------------------------------------------------
     async def schemas_all(self, request: Request, args: dict[str, str]) -> Response:
