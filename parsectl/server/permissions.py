@@ -12,7 +12,7 @@ from parsectl.server.auth import Auth
 
 # classes only the master key may touch (parse-server's classesWithMasterOnlyAccess)
 MASTER_ONLY_CLASSES = ("_JobStatus", "_PushStatus", "_Hooks", "_GlobalConfig", "_GraphQLConfig", "_JobSchedule",
-                       "_Idempotency")
+                       "_Audience", "_Idempotency")  # parse-server's classesWithMasterOnlyAccess
 _READ_OPERATIONS = ("find", "count", "get")
 _WRITE_OPERATIONS = ("update", "delete")
 DEFAULT_PROTECTED_FIELDS: dict[str, dict[str, list[str]]] = {"_User": {"*": ["email"]}}
