@@ -13,18 +13,10 @@ from typing import Any
 
 from parsectl.model import query
 from parsectl.model.schema import ClassSchema
+from parsectl.storage import storage_kind
 
 CLASS_NAME = "_Hooks"
 FIELDS = ("functionName", "className", "triggerName", "url")
-
-
-def _kind(storage: Any) -> str:
-    module = type(storage).__module__
-    if module.endswith(".mongo"):
-        return "mongo"
-    if module.endswith(".postgres"):
-        return "postgres"
-    return "sqlite"
 
 
 def hooks_schema() -> ClassSchema:
@@ -38,7 +30,7 @@ def _clean(record: dict[str, Any]) -> dict[str, Any]:
 class HookStore:
     def __init__(self, storage: Any) -> None:
         self.storage = storage
-        self.kind = _kind(storage)
+        self.kind = storage_kind(storage)
         self.schema = hooks_schema()
         self._table_ready = False
 

@@ -26,6 +26,7 @@ from parsectl.model.errors import ParseError
 from parsectl.model.ops import Delete, Op, parse_value
 from parsectl.model.schema import ClassSchema
 from parsectl.server.http import Response
+from parsectl.storage import storage_kind
 
 if TYPE_CHECKING:
     from parsectl.server.rest import RestService
@@ -40,21 +41,12 @@ def config_schema() -> ClassSchema:
     return ClassSchema.new(CLASS_NAME, {"params": {"type": "Object"}, "masterKeyOnly": {"type": "Object"}})
 
 
-def _kind(storage: Any) -> str:
-    module = type(storage).__module__
-    if module.endswith(".mongo"):
-        return "mongo"
-    if module.endswith(".postgres"):
-        return "postgres"
-    return "sqlite"
-
-
 class ConfigStore:
     """Reads and writes the one ``_GlobalConfig`` object in parse-server's format."""
 
     def __init__(self, storage: Any) -> None:
         self.storage = storage
-        self.kind = _kind(storage)
+        self.kind = storage_kind(storage)
         self.schema = config_schema()
 
     async def read(self) -> dict[str, Any] | None:

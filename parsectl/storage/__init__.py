@@ -29,3 +29,15 @@ def adapter_for(database_uri: str, *, collection_prefix: str = "",
         f"databaseURI scheme {scheme!r} is not supported by this version of parsectl; "
         "use sqlite:///path/to/file.db, postgres://user:password@host:5432/db or mongodb://host:27017/db"
     )
+
+
+def storage_kind(storage: Any) -> str:
+    """"mongo", "postgres" or "sqlite": which adapter ``storage`` is, for code that speaks to the database in
+    its own terms (the volatile classes kept outside the adapter boundary, such as _GlobalConfig and _Hooks)."""
+    module = type(storage).__module__
+    if module.endswith(".mongo"):
+        return "mongo"
+    if module.endswith(".postgres"):
+        return "postgres"
+    return "sqlite"
+

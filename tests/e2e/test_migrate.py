@@ -167,6 +167,13 @@ def start_following(source: str, dest: str, cwd: Path, *, settle: float) -> subp
     return proc
 
 
+def finish_following(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGTERM (finalise); the exit code, stdout and stderr."""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
 def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) -> None:
     """copy -> sync -> finalise from a live parsectl store into another database."""
     source_dir = tmp_path / "live"
@@ -187,9 +194,8 @@ def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) ->
             httpx.delete(f"{live.server_url}/classes/Item/{ids[2]}", headers=h)
             time.sleep(3)  # at least one sync pass
         finally:
-            proc.send_signal(signal.SIGTERM)  # finalise
-            out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+            code, out, err = finish_following(proc)
+        assert code == 0, err
         report = json.loads(out)
         assert report["follow"]["mode"] == "polling"
         assert report["follow"]["changesApplied"] >= 3 and report["follow"]["deletionsApplied"] == 1
@@ -231,9 +237,8 @@ def test_follow_a_mongodb_replica_set_through_its_change_stream(tmp_path: Path, 
             copy.close()
             assert gone and created == 1
         finally:
-            proc.send_signal(signal.SIGTERM)  # finalise
-            out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+            code, out, err = finish_following(proc)
+        assert code == 0, err
         report = json.loads(out)
         assert report["follow"]["mode"] == "change stream"
         assert report["follow"]["changesApplied"] >= 2 and report["follow"]["deletionsApplied"] == 1

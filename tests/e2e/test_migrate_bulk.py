@@ -5,26 +5,17 @@ to the idempotent load), each checked with `migrate verify` and the stored docum
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import orjson
 import pytest
 from pymongo import MongoClient
 
+from tests.e2e.test_migrate import migrate
 from tests.support.export_gen import generate_export
-from tests.support.parsectl_proc import parsectl_command
 from tests.support.pg import PgCluster
 
 pytestmark = pytest.mark.slow
-
-
-def migrate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*parsectl_command(), "migrate", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
 
 
 def test_export_with_legacy_session_tokens_into_mongodb(mongo_uri: str, tmp_path: Path) -> None:
