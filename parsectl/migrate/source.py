@@ -38,10 +38,33 @@ class SourceSchema:
 
 @dataclass
 class Batch:
-    """Objects in storage form, and the checkpoint to resume *after* this batch."""
+    """Objects in storage form, and the checkpoint to resume *after* this batch.
+
+    A source that was handed a writer's row layout (``ExportSource.objects(rows=...)``) may instead give
+    the batch as ``rows`` ready for the writer, made in its worker process: then ``objects`` is empty and
+    ``ids`` (the objectIds, in row order), ``files`` (File name -> url, when asked) and ``legacy_tokens``
+    (users with a hosted-Parse session token) tell the migration what it would have read off the objects.
+    """
 
     objects: list[StoredObject]
     checkpoint: str
+    rows: list[list[Any]] | None = None
+    ids: list[str] = field(default_factory=list)
+    files: dict[str, str | None] = field(default_factory=dict)
+    legacy_tokens: int = 0
+
+
+def file_names(value: Any, out: dict[str, str | None]) -> None:
+    """Collect the File values (name -> url) anywhere in a value: top level, nested, in arrays."""
+    if isinstance(value, dict):
+        if value.get("__type") == "File" and isinstance(value.get("name"), str):
+            out.setdefault(value["name"], value.get("url"))
+            return
+        for item in value.values():
+            file_names(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            file_names(item, out)
 
 
 class Source(Protocol):

@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from parsectl.migrate.engine import file_names
-from parsectl.migrate.source import Source
+from parsectl.migrate.source import Source, file_names
 from parsectl.model import query
 from parsectl.model.objects import canonical
 from parsectl.model.schema import VOLATILE_CLASSES

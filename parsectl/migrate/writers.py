@@ -67,8 +67,32 @@ def _table_fields(schema: ClassSchema) -> dict[str, dict[str, str]]:
             if name not in SYSTEM_COLUMNS and ftype["type"] not in _SKIPPED_TYPES}
 
 
+def row_plan(kind: str, schema: ClassSchema) -> _Plan:
+    """The row layout of a class for a ``kind`` of database ("sqlite", "postgres"): the same in the
+    migration and in the export reader process that makes its rows (:attr:`BulkWriter.row_kind`)."""
+    perms: Encoder
+    if kind == "sqlite":
+        from parsectl.storage.sqlite import column_encoder as encoder
+
+        perms = _perms_json
+    elif kind == "postgres":
+        from parsectl.storage.postgres import copy_encoder as encoder
+
+        perms = encoder({"type": "Perm"})
+    else:
+        raise ValueError(f"no row layout for {kind!r}")
+    columns: list[tuple[str, Encoder]] = [("objectId", None), ("createdAt", None), ("updatedAt", None),
+                                          ("_rperm", perms), ("_wperm", perms)]
+    columns += [(name, encoder(ftype)) for name, ftype in _table_fields(schema).items()
+                if not (kind == "postgres" and schema.class_name == "_User" and name == "password")]
+    return _Plan(schema, columns)
+
+
 class BulkWriter:
     """Writes batches into one destination; :func:`writer_for` picks the subclass."""
+
+    # the row layout :func:`row_plan` makes for this writer's :meth:`write_rows` (None: objects only)
+    row_kind: str | None = None
 
     def __init__(self, adapter: StorageAdapter) -> None:
         self.adapter = adapter
@@ -77,11 +101,9 @@ class BulkWriter:
     def plan(self, schema: ClassSchema) -> _Plan:
         cached = self._plans.get(id(schema))
         if cached is None or cached.schema is not schema:
-            cached = self._plans[id(schema)] = self._make_plan(schema)
+            assert self.row_kind is not None
+            cached = self._plans[id(schema)] = row_plan(self.row_kind, schema)
         return cached
-
-    def _make_plan(self, schema: ClassSchema) -> _Plan:
-        raise NotImplementedError
 
     async def begin_class(self, schema: ClassSchema) -> None:
         """Before a class's objects are loaded."""
@@ -91,7 +113,13 @@ class BulkWriter:
 
     async def write(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
         """Insert the objects that are new; return how many were inserted."""
-        return await self.adapter.insert_many(schema, objects)
+        if self.row_kind is None:
+            return await self.adapter.insert_many(schema, objects)
+        return await self.write_rows(schema, self.plan(schema).rows(objects)) if objects else 0
+
+    async def write_rows(self, schema: ClassSchema, rows: list[list[Any]]) -> int:
+        """:meth:`write` for objects already made into rows by :func:`row_plan` (``row_kind``)."""
+        raise NotImplementedError
 
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         """Add (owningId, relatedId) rows, ignoring rows already there."""
@@ -111,25 +139,18 @@ class SQLiteWriter(BulkWriter):
     The migration's connection gets a 32 MB page cache (SQLite's default is 2 MB): inserting random
     objectIds into tables of a million rows otherwise rereads B-tree pages from the OS for most rows."""
 
+    row_kind = "sqlite"
+
     async def begin_class(self, schema: ClassSchema) -> None:
         adapter: Any = self.adapter
         adapter.db.execute("PRAGMA cache_size=-32768")
 
-    def _make_plan(self, schema: ClassSchema) -> _Plan:
-        from parsectl.storage.sqlite import column_encoder
-
-        columns: list[tuple[str, Encoder]] = [("objectId", None), ("createdAt", None), ("updatedAt", None),
-                                              ("_rperm", _perms_json), ("_wperm", _perms_json)]
-        columns += [(name, column_encoder(ftype)) for name, ftype in _table_fields(schema).items()]
-        return _Plan(schema, columns)
-
-    async def write(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
-        if not objects:
+    async def write_rows(self, schema: ClassSchema, rows: list[list[Any]]) -> int:
+        if not rows:
             return 0
-        plan = self.plan(schema)
-        rows = plan.rows(objects)
-        sql = (f"INSERT OR IGNORE INTO {quote(schema.class_name)} ({', '.join(quote(c) for c in plan.columns)}) "
-               f"VALUES ({', '.join('?' * len(plan.columns))})")
+        columns = self.plan(schema).columns
+        sql = (f"INSERT OR IGNORE INTO {quote(schema.class_name)} ({', '.join(quote(c) for c in columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
         adapter: Any = self.adapter
         with adapter._write() as db:
             before = db.total_changes
@@ -148,22 +169,14 @@ class PostgresWriter(BulkWriter):
     temporary table, then ``INSERT ... ON CONFLICT DO NOTHING``; the class keeps that path from then on.
     """
 
+    row_kind = "postgres"
+
     def __init__(self, adapter: StorageAdapter) -> None:
         super().__init__(adapter)
         self._conflicting: set[str] = set()
 
-    def _make_plan(self, schema: ClassSchema) -> _Plan:
-        from parsectl.storage.postgres import copy_encoder
-
-        perms = copy_encoder({"type": "Perm"})
-        columns: list[tuple[str, Encoder]] = [("objectId", None), ("createdAt", None), ("updatedAt", None),
-                                              ("_rperm", perms), ("_wperm", perms)]
-        columns += [(name, copy_encoder(ftype)) for name, ftype in _table_fields(schema).items()
-                    if not (schema.class_name == "_User" and name == "password")]
-        return _Plan(schema, columns)
-
-    async def write(self, schema: ClassSchema, objects: list[StoredObject]) -> int:
-        if not objects:
+    async def write_rows(self, schema: ClassSchema, rows: list[list[Any]]) -> int:
+        if not rows:
             return 0
         import psycopg
         from psycopg import errors as pg_errors
@@ -171,7 +184,6 @@ class PostgresWriter(BulkWriter):
         from parsectl.storage.postgres import _nul_error
 
         plan = self.plan(schema)
-        rows = plan.rows(objects)
         table, cols = quote(schema.class_name), ", ".join(quote(c) for c in plan.columns)
         adapter: Any = self.adapter
         try:

@@ -44,10 +44,16 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+# where orjson wrote an integral float below 2**53 ("3.0"; larger ones it writes as 1e+16): a number token
+# (after ':', '[', ',' or at the start) ending in ".0". Also matches such text inside strings: then the
+# value is walked for nothing, which is only slower.
+_INTEGRAL_FLOAT = re.compile(rb"(?:^|[:\[,])-?\d+\.0(?=[,\]}]|$)")
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and integral numbers written as integers (so 1 and 1.0 compare equal)."""
     text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    if b"." not in text:  # no float has a fraction part to drop (the common case: no walk needed)
+    if not _INTEGRAL_FLOAT.search(text):  # no float to write as an integer (the common case: no walk)
         return text.decode()
     return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS).decode()
 

@@ -27,9 +27,10 @@ from tests.support.reference import reference_server
 pytestmark = pytest.mark.slow
 
 
-def migrate(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def migrate(*args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*parsectl_command(), "migrate", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+                          timeout=300, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -93,13 +94,18 @@ def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportF
     assert bad.returncode == 1 and post_id in bad.stdout and "MISMATCH" in bad.stdout
 
 
-def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("readers", ["thread", "worker processes"])
+def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path, readers: str) -> None:
+    """Killed with kill -9 during the copy, then run again: it resumes and the result verifies. Both ways of
+    reading the export: in a thread (small files) and by worker processes taking turns (big files; every
+    file counts as big here)."""
     base = tmp_path / "big"
     generate_export(base / "export", objects=20_000)
     dest = f"sqlite:///{tmp_path / 'resume.db'}"
+    env = {"PARSECTL_MIGRATE_PARALLEL_MIN_BYTES": "0" if readers == "worker processes" else str(2**40)}
     proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", str(base / "export"), "--to", dest,
                              "--batch-size", "200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **env})
     state_dir = tmp_path / ".parsectl-migrate"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until some batches are committed, then kill -9
@@ -116,7 +122,7 @@ def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path) -> None:
     proc.wait(10)
     assert list(state_dir.glob("*.json")), "the run finished before it could be interrupted"
     resumed = json.loads(migrate("--from", str(base / "export"), "--to", dest, "--batch-size", "200",
-                                 "--output", "json", cwd=tmp_path).stdout)
+                                 "--output", "json", cwd=tmp_path, env=env).stdout)
     assert resumed["resumed"] is True
     verify = migrate("verify", "--from", str(base / "export"), "--to", dest, cwd=tmp_path)
     assert "everything matches" in verify.stdout

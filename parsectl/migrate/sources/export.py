@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import sqlite3
 import tempfile
+import threading
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import httpx
 import ijson
 import orjson
 
@@ -43,6 +44,9 @@ from parsectl.model.schema import (
 )
 from parsectl.storage.base import StoredObject
 
+if TYPE_CHECKING:
+    import httpx
+
 MONGO_MAX_BYTES = 16 * 1024 * 1024
 # exports made by back4app's ExportRouter replace the colons of join file names with U+A789
 _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.json$")
@@ -50,7 +54,11 @@ _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.js
 _NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
 _USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
 _FLUSH_ROWS = 4_000
-PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # class files from this size are converted in a worker process
+# from this size (all class and join files together for the schema pass, one class file for the copy) an
+# export is read by worker processes; PARSECTL_MIGRATE_PARALLEL_MIN_BYTES changes it (0: always)
+PARALLEL_MIN_BYTES = int(os.environ.get("PARSECTL_MIGRATE_PARALLEL_MIN_BYTES", 8 * 1024 * 1024))
+MAX_SCAN_WORKERS = 4  # schema pass: files scanned at once, one worker process each (at most one per core)
+MAX_READERS = 2  # copy: worker processes converting one class file's batches (beyond 2, the writer is the limit)
 
 TypeKey = tuple[str, str | None]
 
@@ -61,6 +69,8 @@ class _Entry:
 
     name: str
     size: int
+    # True once a full read found one record per line (then readers can split the file by lines)
+    lines: bool | None = None
 
 
 @dataclass
@@ -135,9 +145,46 @@ class _Index:
             self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
             rows.clear()
 
-    def finish(self) -> None:
+    def flush_all(self) -> None:
         for table in self._rows:
             self._flush(table)
+        self.db.commit()
+
+    def detach(self) -> str:
+        """Close the database, keeping its file (a scan worker's index, for the parent to :meth:`merge`)."""
+        self.flush_all()
+        self.db.close()
+        return self.path
+
+    def merge(self, path: str, classes: dict[str, int]) -> None:
+        """Add the rows of another index (a scan worker's, whose class numbers are ``classes``), then delete
+        its file. Rows keep their order, so "the first occurrence" means the same as in one pass."""
+        self.flush_all()
+        self.db.execute("ATTACH DATABASE ? AS w", (path,))
+        try:
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS cmap(w INTEGER PRIMARY KEY, n INTEGER)")
+            self.db.execute("DELETE FROM cmap")
+            self.db.executemany("INSERT INTO cmap VALUES (?, ?)",
+                                [(number, self.class_no(name)) for name, number in classes.items()])
+            self.db.executescript(
+                """
+                INSERT INTO ids SELECT i.id, m.n FROM w.ids i JOIN cmap m ON m.w = i.cls ORDER BY i.rowid;
+                INSERT INTO ptr SELECT m.n, p.oid, p.field, t.n, p.tid FROM w.ptr p
+                    JOIN cmap m ON m.w = p.cls JOIN cmap t ON t.w = p.tcls ORDER BY p.rowid;
+                INSERT INTO rel SELECT * FROM w.rel ORDER BY rowid;
+                INSERT INTO uniq SELECT * FROM w.uniq ORDER BY rowid;
+                INSERT INTO typed SELECT m.n, t.field, t.type, t.oid FROM w.typed t
+                    JOIN cmap m ON m.w = t.cls ORDER BY t.rowid;
+                """
+            )
+            self.db.commit()
+        finally:
+            self.db.execute("DETACH DATABASE w")
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def finish(self) -> None:
+        self.flush_all()
         self.db.executescript(
             """
             CREATE INDEX ids_id ON ids(id, cls);
@@ -166,6 +213,7 @@ class ExportSource:
     """
 
     has_password_hashes = True
+    makes_rows = True  # objects(rows=...): its worker processes make the writer's rows
     checks_size = True  # objects over MongoDB's 16 MB are problems of the plan (schema pass)
 
     def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
@@ -184,7 +232,7 @@ class ExportSource:
         # True: a worker process reads the class files; None: for files over PARALLEL_MIN_BYTES when a core
         # is spare (what `parsectl migrate` asks for); False: a thread
         self.parallel = parallel
-        self._reader: Any = None
+        self._readers: list[Any] = []  # export_worker.ObjectReader, started on first use
         # --on-problem fix: per class, invalid field name -> its new name, and field -> {type label: sibling}
         self.renames: dict[str, dict[str, str]] = {}
         self.moves: dict[str, dict[str, dict[str, str]]] = {}
@@ -203,10 +251,13 @@ class ExportSource:
     async def open(self) -> None:
         await asyncio.to_thread(self._scan)
 
+    def _stop_readers(self) -> None:
+        for reader in self._readers:
+            reader.stop()
+        self._readers = []
+
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.stop()
-            self._reader = None
+        self._stop_readers()
         if self._fixes is not None:
             self._fixes.close()
             self._fixes = None
@@ -283,6 +334,7 @@ class ExportSource:
                         continue
                     if text[:1] != b"{":
                         if text == closing:
+                            entry.lines = True
                             return
                         break
                     try:
@@ -291,10 +343,27 @@ class ExportSource:
                         break
                     given += 1
                     yield record
+        entry.lines = False
         with self._open_entry(entry) as raw:
             records = self._records(raw)
             if _skip(records, given) == given:
                 yield from records
+
+    def _iter_lines(self, entry: _Entry) -> Iterator[bytes]:
+        """The records of a file a full read found to hold one per line, unparsed (see ``_Entry.lines``)."""
+        with self._open_entry(entry) as raw:
+            raw.readline()
+            for line in raw:
+                text = line.strip()
+                if text.endswith(b","):
+                    text = text[:-1]
+                if not text:
+                    continue
+                if text[:1] != b"{":
+                    if text in (b"]}", b"]"):
+                        return
+                    raise ValueError(f"{entry.name} changed since it was read: not one record per line any more")
+                yield text
 
     @staticmethod
     def _records(raw: IO[bytes]) -> Iterator[Any]:
@@ -329,14 +398,25 @@ class ExportSource:
         index = _Index(self.tmp_dir)
         stats: dict[str, dict[str, _FieldStats]] = {}
         try:
-            for class_name, entry in self.class_files.items():
-                stats[class_name] = {}
-                out.counts[class_name] = self._scan_class(class_name, entry, index, stats[class_name], problems)
+            join_numbers = {key: number for number, key in enumerate(sorted(self._joins))}
+            scanned = self._scan_files(join_numbers)
             join_rows: dict[tuple[str, str], int] = {}
-            join_numbers: dict[tuple[str, str], int] = {}
-            for number, (key, entry) in enumerate(sorted(self._joins.items())):
-                join_numbers[key] = number
-                join_rows[key] = self._scan_join(number, entry, index)
+            for class_name, entry in self.class_files.items():
+                done = scanned.get(("class", class_name))
+                if done is None:
+                    stats[class_name] = {}
+                    out.counts[class_name] = self._scan_class(class_name, entry, index, stats[class_name], problems)
+                else:
+                    out.counts[class_name], stats[class_name], found, classes, entry.lines, path = done
+                    problems.merge(found)
+                    index.merge(path, classes)
+            for key, number in join_numbers.items():
+                done = scanned.get(("join", key))
+                if done is None:
+                    join_rows[key] = self._scan_join(number, self._joins[key], index)
+                else:
+                    join_rows[key], _, _, classes, _, path = done
+                    index.merge(path, classes)
             index.finish()
             if self.fix:
                 self._plan_renames(stats, index, problems)
@@ -352,10 +432,12 @@ class ExportSource:
                     out.classes[class_name], out.notes[class_name] = self._class_schema(
                         class_name, {}, item, problems, index)
                     out.counts[class_name] = 0
+            # the dangling-pointer lookups run in SQLite (without the GIL) on another core meanwhile
+            dangling = _in_thread(_dangling_pointer_rows, index.path)
             self._relation_fields(out, index, join_numbers, join_rows, stated, problems)
             if self.fix:
                 self._open_fixes()
-            self._dangling_pointers(index, problems)
+            self._dangling_pointers(index, dangling(), problems)
             self._duplicates(index, problems)
             if self._fixes is not None:
                 self._fixes.execute("CREATE INDEX fix_key ON fix(cls, oid)")
@@ -364,6 +446,52 @@ class ExportSource:
             index.close()
         out.problems = problems.finish()
         return out
+
+    def _scan_files(self, join_numbers: dict[tuple[str, str], int]) -> dict[tuple[Any, ...], Any]:
+        """Scan the class and join files in worker processes, several at a time (largest first), when that
+        pays: ``{("class", name) | ("join", (owner, field)): (count, field stats, problems, class numbers,
+        index file)}``. A file missing from the answer (no worker could start) is scanned in this process."""
+        tasks: list[tuple[int, tuple[Any, ...]]] = [(e.size, ("class", n)) for n, e in self.class_files.items()
+                                                    if n not in self._bad_class_files]
+        tasks += [(self._joins[key].size, ("join", key)) for key in join_numbers]
+        total = sum(size for size, _ in tasks)
+        parallel = self.parallel if self.parallel is not None else (total >= PARALLEL_MIN_BYTES and _cores() > 1)
+        if not parallel or not tasks:
+            return {}
+        from parsectl.migrate.sources.export_worker import ObjectReader, scan_in_workers
+
+        requests = [("scan", task[1], None, self.validate, self.max_problems, self.tmp_dir) if task[0] == "class"
+                    else ("scan_join", task[1], join_numbers[task[1]], False, 0, self.tmp_dir)
+                    for _, task in sorted(tasks, key=lambda t: -t[0])]
+        workers = max(1, min(_cores(), MAX_SCAN_WORKERS, len(requests)))
+        while len(self._readers) < workers:
+            self._readers.append(ObjectReader(self))
+        try:
+            return scan_in_workers(self._readers[:workers], requests)
+        finally:  # the copy reuses up to MAX_READERS of them
+            for reader in self._readers[MAX_READERS:]:
+                reader.stop()
+            self._readers = [reader for reader in self._readers[:MAX_READERS] if reader.running]
+
+    def scan_one(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One file of :meth:`_scan_files`, in a worker: its count, field stats, problems, class numbers
+        and the path of the index it filled."""
+        kind, key, _, validate, max_problems, tmp_dir = request
+        self._scan()
+        index = _Index(tmp_dir)
+        try:
+            if kind == "scan":
+                self.validate, self.max_problems = validate, max_problems
+                fields: dict[str, _FieldStats] = {}
+                problems = _Problems(max_problems)
+                entry = self.class_files[key]
+                count = self._scan_class(key, entry, index, fields, problems)
+                return count, fields, problems, index.classes, entry.lines, index.detach()
+            count = self._scan_join(request[2], self._joins[tuple(key)], index)
+            return count, None, None, index.classes, None, index.detach()
+        except BaseException:
+            index.close()
+            raise
 
     def _scan_class(self, class_name: str, entry: _Entry, index: _Index, fields: dict[str, _FieldStats],
                     problems: _Problems) -> int:
@@ -603,11 +731,8 @@ class ExportSource:
                 problems.add(Problem("dangling-pointer", owner,
                                      f"relation row ({oid}, {rid}): no {target} {rid} in the export", oid, field_name))
 
-    def _dangling_pointers(self, index: _Index, problems: _Problems) -> None:
+    def _dangling_pointers(self, index: _Index, rows: list[tuple[Any, ...]], problems: _Problems) -> None:
         names = {n: name for name, n in index.classes.items()}
-        rows = index.db.execute(
-            "SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
-            "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)")
         fix = "pointer unset (or removed from the array holding it)" if self.fix else None
         for cls, oid, field_name, tcls, tid in rows:
             problems.add(Problem("dangling-pointer", names[cls],
@@ -716,29 +841,37 @@ class ExportSource:
                         obj[field_name] = [v for v in value if not _points_to(v, target_class, target_id)]
 
     # --- objects and relations --------------------------------------------------------------------------
-    async def objects(self, class_name: str, *, after: str | None = None, batch_size: int = 1000
-                      ) -> AsyncIterator[Batch]:
+    async def objects(self, class_name: str, *, after: str | None = None, batch_size: int = 1000,
+                      rows: tuple[Any, ...] | None = None) -> AsyncIterator[Batch]:
         """Batches of storage-form objects in file order; the checkpoint counts the records consumed.
 
-        A big class file is read and converted by a worker process (:mod:`.export_worker`), so parsing
-        the export and writing the destination use two cores; small ones are read in a thread."""
+        A big class file is read and converted by worker processes (:mod:`.export_worker`), so parsing
+        the export and writing the destination use several cores: one worker per spare core when the
+        file holds one record per line (each converts every other batch), else one; small files are read
+        in a thread. ``rows`` (``(BulkWriter.row_kind, schema, want files)``): the workers also make the
+        writer's rows (see :class:`Batch`)."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
         parallel = self.parallel if self.parallel is not None else (
-            entry.size >= PARALLEL_MIN_BYTES and _spare_core())
+            entry.size >= PARALLEL_MIN_BYTES and _cores() > 1)
         if parallel:
-            from parsectl.migrate.sources.export_worker import ObjectReader, ReaderUnavailable
+            from parsectl.migrate.sources.export_worker import ObjectReader, ReaderUnavailable, interleaved
 
-            if self._reader is None:
-                self._reader = ObjectReader(self)
+            wanted = max(1, min(_cores(), MAX_READERS)) if entry.lines else 1
+            while len(self._readers) < wanted:
+                self._readers.append(ObjectReader(self))
             try:
-                async for batch in self._reader.batches(class_name, after, batch_size):
-                    yield batch
+                if wanted > 1:
+                    async for batch in interleaved(self._readers[:wanted], class_name, after, batch_size, rows):
+                        yield batch
+                else:
+                    async for batch in self._readers[0].batches(class_name, after, batch_size, rows):
+                        yield batch
                 return
             except ReaderUnavailable:
                 self.parallel = False  # nothing was read: read in this process from now on
-                self._reader = None
+                self._stop_readers()
         batches = self.iter_batches(class_name, after, batch_size)
         try:
             while True:
@@ -749,12 +882,28 @@ class ExportSource:
         finally:
             batches.close()
 
-    def iter_batches(self, class_name: str, after: str | None, batch_size: int) -> Iterator[Batch]:
-        """:meth:`objects`, synchronously, in this thread."""
+    def iter_batches(self, class_name: str, after: str | None, batch_size: int, stride: int = 1, offset: int = 0
+                     ) -> Iterator[Batch]:
+        """:meth:`objects`, synchronously, in this thread. With ``stride`` > 1 (a file of one record per
+        line), the batches are ``batch_size`` records each and only every ``stride``-th one from the
+        ``offset``-th is made; the lines of the others are skipped unparsed."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
         consumed = int(after or 0)
+        if stride > 1:
+            lines = self._iter_lines(entry)
+            with contextlib.closing(lines):
+                if _skip(lines, consumed) < consumed:
+                    return
+                for number in itertools.count():
+                    chunk = list(itertools.islice(lines, batch_size))
+                    if not chunk:
+                        return
+                    if number % stride == offset:
+                        objects, _, _ = self._take(class_name, map(orjson.loads, chunk), batch_size + 1, consumed)
+                        yield Batch(objects, str(consumed + len(chunk)))
+                    consumed += len(chunk)
         with contextlib.closing(self._iter_records(entry)) as records:
             if _skip(records, consumed) < consumed:
                 return
@@ -784,7 +933,7 @@ class ExportSource:
                 out.append(rest_to_storage(class_name, obj))
             except ParseError as exc:
                 self.skipped.append(_skip_problem(class_name, obj, exc, position + n))
-            if len(out) >= batch_size:
+            if n >= batch_size:  # batches of batch_size records (fewer objects when some cannot be stored)
                 done = False
                 break
         if self.fix:
@@ -819,6 +968,8 @@ class ExportSource:
             return None
         if self.url_rewrite and url.startswith(self.url_rewrite[0]):
             url = self.url_rewrite[1] + url[len(self.url_rewrite[0]):]
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=True)
         try:
@@ -847,6 +998,14 @@ class _Problems:
         self.fixes.setdefault(key, problem.fix)
         if n <= self.cap:
             self.items.append(problem)
+
+    def merge(self, other: _Problems) -> None:
+        """Add the problems another pass found (over other classes: their keys are its own)."""
+        self.items.extend(other.items)
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+        for key, fix in other.fixes.items():
+            self.fixes.setdefault(key, fix)
 
     def finish(self) -> list[Problem]:
         for (kind, class_name, field_name), n in self.counts.items():
@@ -911,6 +1070,39 @@ def _pointers(value: Any, field_name: str, cls: int, oid: str, index: _Index, de
         for item in items:
             if isinstance(item, dict | list):
                 _pointers(item, field_name, cls, oid, index, depth + 1)
+
+
+def _dangling_pointer_rows(index_path: str) -> list[tuple[Any, ...]]:
+    """The pointers of the export whose target is not in it (on a connection of its own: for a thread)."""
+    db = sqlite3.connect(index_path)
+    try:
+        return db.execute(
+            "SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
+            "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)").fetchall()
+    finally:
+        db.close()
+
+
+def _in_thread(function: Any, *args: Any) -> Any:
+    """Start ``function(*args)`` in a thread; returns a function that waits for its result (or raises)."""
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            done["result"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the waiter
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        if "error" in done:
+            raise done["error"]
+        return done["result"]
+
+    return wait
 
 
 def _skip(records: Iterator[Any], n: int) -> int:
@@ -979,12 +1171,9 @@ def _points_to(value: Any, class_name: str, object_id: str) -> bool:
             and value.get("objectId") == object_id)
 
 
-def _spare_core() -> bool:
-    """Whether a second process would get a core of its own (more than one, and not all of them busy):
-    on a saturated machine it only adds the cost of passing batches between processes."""
-    cpus = os.cpu_count() or 1
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
     try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return cpus > 1 and load < cpus - 0.5
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

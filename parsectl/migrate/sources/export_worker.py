@@ -15,11 +15,16 @@ worker sees its pipe close and exits. If a worker cannot start, the export is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import marshal
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
@@ -27,6 +32,7 @@ from typing import Any
 import orjson
 
 from parsectl.migrate.source import Batch
+from parsectl.model.errors import ParseError
 
 CHUNK = 100  # objects per orjson message: parsing a message costs a few times its size, briefly
 
@@ -36,6 +42,30 @@ def _receive_chunks(recv: Connection, n: int) -> list[Any]:
     for _ in range(n):
         objects.extend(orjson.loads(recv.recv_bytes()))
     return objects
+
+
+def _receive_rows(recv: Connection, pickled: bool) -> tuple[Any, ...]:
+    payload = recv.recv_bytes()
+    return pickle.loads(payload) if pickled else marshal.loads(payload)
+
+
+def _send_rows(send: Connection, plan: Any, objects: list[Any], want_files: bool, checkpoint: str,
+               skipped: list[Any]) -> None:
+    """A batch as the writer's rows (marshal: several times faster to read back than objects)."""
+    from parsectl.migrate.source import file_names
+
+    rows = plan.rows(objects)
+    files: dict[str, str | None] = {}
+    if want_files:
+        for obj in objects:
+            file_names(obj, files)
+    payload = (rows, [obj["objectId"] for obj in objects], files, sum("_session_token" in obj for obj in objects))
+    try:
+        data, pickled = marshal.dumps(payload), False
+    except ValueError:  # a value marshal cannot write
+        data, pickled = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), True
+    send.send(("rows", pickled, checkpoint, skipped))
+    send.send_bytes(data)
 
 
 class ReaderUnavailable(RuntimeError):
@@ -53,10 +83,14 @@ class ObjectReader:
         self._busy = False
         self.answered = False
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
     def _start(self) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "parsectl.migrate.sources.export_worker", str(self.source.path),
-             "1" if self.source.fix else "0", self.source._fixes_path or ""],
+             "1" if self.source.fix else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
@@ -76,19 +110,48 @@ class ObjectReader:
             self._proc = None
         self._busy = False
 
-    async def batches(self, class_name: str, after: str | None, batch_size: int) -> AsyncIterator[Batch]:
-        if self._busy:  # the previous class was not read to its end: its batches are still coming
+    def call(self, request: tuple[Any, ...]) -> Any:
+        """Send one request that has one answer (a schema-pass scan) and wait for it."""
+        if self._busy:
             self.stop()
         if self._proc is None:
             self._start()
         assert self._send is not None and self._recv is not None
-        recv = self._recv
         try:
-            self._send.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves))
+            self._send.send(request)
+            message = self._recv.recv()
+        except (EOFError, OSError):
+            self.stop()
+            if not self.answered:
+                raise ReaderUnavailable("the export reader process could not start") from None
+            raise RuntimeError("the export reader process ended unexpectedly") from None
+        self.answered = True
+        if message[0] == "error":
+            raise RuntimeError(f"scanning the export failed: {message[1]}")
+        return message[1]
+
+    def request(self, class_name: str, after: str | None, batch_size: int, rows: tuple[Any, ...] | None = None,
+                stride: int = 1, offset: int = 0) -> None:
+        """Ask for a class's batches (then read them with :meth:`receive`): with ``stride`` > 1, only every
+        ``stride``-th batch of ``batch_size`` records from the ``offset``-th (other readers make the rest);
+        with ``rows`` (``(row kind, ClassSchema, want files)``), batches come as the writer's rows."""
+        if self._busy:  # the previous class was not read to its end: its batches are still coming
+            self.stop()
+        if self._proc is None:
+            self._start()
+        assert self._send is not None
+        try:
+            self._send.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves,
+                             self.source._fixes_path, rows, stride, offset))
         except OSError:
             self.stop()
             raise ReaderUnavailable("the export reader process is not running") from None
         self._busy = True
+
+    async def receive(self, class_name: str) -> AsyncIterator[Batch]:
+        """The batches asked for by :meth:`request`, in order."""
+        assert self._recv is not None
+        recv = self._recv
         while True:
             try:
                 message = await asyncio.to_thread(recv.recv)
@@ -105,36 +168,145 @@ class ObjectReader:
             if kind == "error":
                 self.stop()
                 raise RuntimeError(f"reading {class_name} from the export failed: {message[1]}")
+            if kind == "parse-error":
+                self.stop()
+                raise ParseError(message[1], message[2])
             _, chunks, checkpoint, skipped = message
             self.source.skipped.extend(skipped)
-            if isinstance(chunks, int):  # the objects follow as orjson chunks (parsing one at a time is lean)
-                try:
+            try:
+                if kind == "rows":
+                    rows, ids, files, legacy = await asyncio.to_thread(_receive_rows, recv, chunks)
+                    yield Batch([], checkpoint, rows=rows, ids=ids, files=files, legacy_tokens=legacy)
+                    continue
+                if isinstance(chunks, int):  # the objects follow as orjson chunks (parsing one at a time is lean)
                     objects = await asyncio.to_thread(_receive_chunks, recv, chunks)
-                except (EOFError, OSError):
-                    self.stop()
-                    raise RuntimeError("the export reader process ended unexpectedly") from None
-            else:
-                objects = chunks
+                else:
+                    objects = chunks
+            except (EOFError, OSError):
+                self.stop()
+                raise RuntimeError("the export reader process ended unexpectedly") from None
             yield Batch(objects, checkpoint)
 
+    async def batches(self, class_name: str, after: str | None, batch_size: int,
+                      rows: tuple[Any, ...] | None = None) -> AsyncIterator[Batch]:
+        self.request(class_name, after, batch_size, rows)
+        async for batch in self.receive(class_name):
+            yield batch
 
-def serve(recv: Connection, send: Connection, path: str, fix: bool, fixes_path: str | None) -> None:
-    """The worker's loop: one request at a time, batches back until ``("end",)``."""
+
+async def interleaved(readers: list[ObjectReader], class_name: str, after: str | None, batch_size: int,
+                      rows: tuple[Any, ...] | None = None) -> AsyncIterator[Batch]:
+    """A class's batches made by several readers at once, each converting every ``len(readers)``-th batch
+    of ``batch_size`` records (skipping the others' lines unparsed), given back in file order: the same
+    batches and checkpoints as one reader of fixed-size batches."""
+    for offset, reader in enumerate(readers):
+        reader.request(class_name, after, batch_size, rows, len(readers), offset)
+    streams = [reader.receive(class_name) for reader in readers]
+    try:
+        turn = 0
+        while True:
+            batch = await anext(streams[turn], None)
+            if batch is None:
+                break
+            yield batch
+            turn = (turn + 1) % len(streams)
+        for stream in streams:  # the others have reached the end too
+            if await anext(stream, None) is not None:
+                raise RuntimeError(f"the export readers of {class_name} are out of step")
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
+def scan_in_workers(readers: list[ObjectReader], requests: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], Any]:
+    """Run schema-pass scans (``ExportSource.scan_one`` requests, largest first) on the readers' worker
+    processes at once, each taking the next file when it is done. Returns the answers by
+    ``("class", name)`` / ``("join", (owner, field))``; files no worker could take (none started) are
+    left out, for the caller to scan itself. Workers stay up for the copy (a failed one is stopped)."""
+    pending = deque(requests)
+    results: dict[tuple[Any, ...], Any] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def key(request: tuple[Any, ...]) -> tuple[Any, ...]:
+        return ("class", request[1]) if request[0] == "scan" else ("join", tuple(request[1]))
+
+    def run(reader: ObjectReader) -> None:
+        try:
+            while True:
+                with lock:
+                    if not pending or failures:
+                        return
+                    request = pending.popleft()
+                try:
+                    answer = reader.call(request)
+                except ReaderUnavailable:
+                    with lock:
+                        pending.appendleft(request)
+                    return
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    reader.stop()
+                    with lock:
+                        failures.append(exc)
+                    return
+                with lock:
+                    results[key(request)] = answer
+        except BaseException:
+            reader.stop()
+            raise
+
+    threads = [threading.Thread(target=run, args=(reader,), daemon=True) for reader in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        for answer in results.values():
+            with contextlib.suppress(OSError):
+                os.unlink(answer[-1])
+        raise failures[0]
+    return results
+
+
+def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
+    """The worker's loop: one request at a time: a scan's answer, or batches back until ``("end",)``."""
     from parsectl.migrate.sources.export import ExportSource
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])  # short-lived acyclic dicts, as in the migration
     source = ExportSource(path, fix=fix, parallel=False)
-    if fixes_path:
-        source._fixes = sqlite3.connect(f"file:{fixes_path}?mode=ro", uri=True, check_same_thread=False)
     while True:
         try:
             request = recv.recv()
         except (EOFError, OSError):
             return
-        _, class_name, after, batch_size, source.renames, source.moves = request
+        if request[0] in ("scan", "scan_join"):
+            try:
+                answer: tuple[Any, ...] = ("scanned", source.scan_one(request))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                answer = ("error", f"{type(exc).__name__}: {exc}")
+            try:
+                send.send(answer)
+            except (BrokenPipeError, OSError):
+                return
+            continue
+        _, class_name, after, batch_size, source.renames, source.moves, fixes_path, rows, stride, offset = request
+        if fixes_path and source._fixes_path != fixes_path:  # --on-problem fix: the repairs the plan chose
+            if source._fixes is not None:
+                source._fixes.close()
+            source._fixes = sqlite3.connect(f"file:{fixes_path}?mode=ro", uri=True, check_same_thread=False)
+            source._fixes_path = fixes_path
+        plan = None
+        if rows is not None:
+            from parsectl.migrate.writers import row_plan
+
+            plan = row_plan(rows[0], rows[1])
         try:
-            for batch in source.iter_batches(class_name, after, batch_size):
+            for batch in source.iter_batches(class_name, after, batch_size, stride, offset):
                 objects = batch.objects
+                if plan is not None:
+                    _send_rows(send, plan, objects, rows[2], batch.checkpoint, list(source.skipped))
+                    source.skipped.clear()
+                    continue
                 try:
                     chunks = [orjson.dumps(objects[i:i + CHUNK]) for i in range(0, len(objects), CHUNK)]
                 except TypeError:  # a value orjson cannot write: the objects go pickled instead
@@ -147,15 +319,17 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool, fixes_path: 
             send.send(("end",))
         except (BrokenPipeError, EOFError, OSError):
             return
+        except ParseError as exc:  # a row the schema does not allow: the migration reports it as it would
+            send.send(("parse-error", exc.code, exc.message))
         except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
             send.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def main() -> None:
-    path, fix, fixes_path = sys.argv[1], sys.argv[2] == "1", sys.argv[3] or None
+    path, fix = sys.argv[1], sys.argv[2] == "1"
     out = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the pipe
-    serve(Connection(0, writable=False), Connection(out, readable=False), path, fix, fixes_path)
+    serve(Connection(0, writable=False), Connection(out, readable=False), path, fix)
 
 
 if __name__ == "__main__":
