@@ -327,9 +327,7 @@ class ExportSource:
             closing = {b'{"results":[': b"]}", b"[": b"]"}.get(header)
             if closing is not None:
                 for line in raw:
-                    text = line.strip()
-                    if text.endswith(b","):
-                        text = text[:-1]
+                    text = _line_text(line)
                     if not text:
                         continue
                     if text[:1] != b"{":
@@ -354,9 +352,7 @@ class ExportSource:
         with self._open_entry(entry) as raw:
             raw.readline()
             for line in raw:
-                text = line.strip()
-                if text.endswith(b","):
-                    text = text[:-1]
+                text = _line_text(line)
                 if not text:
                     continue
                 if text[:1] != b"{":
@@ -1070,6 +1066,12 @@ def _pointers(value: Any, field_name: str, cls: int, oid: str, index: _Index, de
         for item in items:
             if isinstance(item, dict | list):
                 _pointers(item, field_name, cls, oid, index, depth + 1)
+
+
+def _line_text(line: bytes) -> bytes:
+    """A line of an export file without its surrounding blanks and the comma after a record."""
+    text = line.strip()
+    return text[:-1] if text.endswith(b",") else text
 
 
 def _dangling_pointer_rows(index_path: str) -> list[tuple[Any, ...]]:

@@ -110,21 +110,30 @@ class ObjectReader:
             self._proc = None
         self._busy = False
 
-    def call(self, request: tuple[Any, ...]) -> Any:
-        """Send one request that has one answer (a schema-pass scan) and wait for it."""
+    def _ready(self) -> None:
+        """A worker with nothing in flight: started if needed, restarted if the previous class was not read
+        to its end (its batches would still be coming)."""
         if self._busy:
             self.stop()
         if self._proc is None:
             self._start()
+
+    def _lost(self) -> Exception:
+        """The error for a worker whose pipe closed: stopped; ReaderUnavailable if it never answered."""
+        self.stop()
+        if not self.answered:
+            return ReaderUnavailable("the export reader process could not start")
+        return RuntimeError("the export reader process ended unexpectedly")
+
+    def call(self, request: tuple[Any, ...]) -> Any:
+        """Send one request that has one answer (a schema-pass scan) and wait for it."""
+        self._ready()
         assert self._send is not None and self._recv is not None
         try:
             self._send.send(request)
             message = self._recv.recv()
         except (EOFError, OSError):
-            self.stop()
-            if not self.answered:
-                raise ReaderUnavailable("the export reader process could not start") from None
-            raise RuntimeError("the export reader process ended unexpectedly") from None
+            raise self._lost() from None
         self.answered = True
         if message[0] == "error":
             raise RuntimeError(f"scanning the export failed: {message[1]}")
@@ -135,10 +144,7 @@ class ObjectReader:
         """Ask for a class's batches (then read them with :meth:`receive`): with ``stride`` > 1, only every
         ``stride``-th batch of ``batch_size`` records from the ``offset``-th (other readers make the rest);
         with ``rows`` (``(row kind, ClassSchema, want files)``), batches come as the writer's rows."""
-        if self._busy:  # the previous class was not read to its end: its batches are still coming
-            self.stop()
-        if self._proc is None:
-            self._start()
+        self._ready()
         assert self._send is not None
         try:
             self._send.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves,
@@ -156,10 +162,7 @@ class ObjectReader:
             try:
                 message = await asyncio.to_thread(recv.recv)
             except (EOFError, OSError):
-                self.stop()
-                if not self.answered:
-                    raise ReaderUnavailable("the export reader process could not start") from None
-                raise RuntimeError("the export reader process ended unexpectedly") from None
+                raise self._lost() from None
             self.answered = True
             kind = message[0]
             if kind == "end":
