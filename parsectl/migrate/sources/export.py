@@ -54,9 +54,17 @@ _JOIN_FILE = re.compile(r"^_Join[:\uA789]([^:\uA789]+)[:\uA789]([^:\uA789]+)\.js
 _NOT_FIELDS = frozenset(("objectId", "createdAt", "updatedAt", "ACL", "className", "__type"))
 _USER_EXPORT_KEYS = frozenset(("bcryptPassword", "sessionToken", "password"))
 _FLUSH_ROWS = 4_000
-# from this size (all class and join files together for the schema pass, one class file for the copy) an
-# export is read by worker processes; PARSECTL_MIGRATE_PARALLEL_MIN_BYTES changes it (0: always)
-PARALLEL_MIN_BYTES = int(os.environ.get("PARSECTL_MIGRATE_PARALLEL_MIN_BYTES", 8 * 1024 * 1024))
+
+
+def _parallel_min_bytes(default: int = 8 * 1024 * 1024) -> int:
+    """From this size (all class and join files together for the schema pass, one class file for the copy)
+    an export is read by worker processes: PARSECTL_MIGRATE_PARALLEL_MIN_BYTES (0: always), when it is a
+    whole number of bytes."""
+    value = os.environ.get("PARSECTL_MIGRATE_PARALLEL_MIN_BYTES", "").strip()
+    return int(value) if value.isdigit() else default
+
+
+PARALLEL_MIN_BYTES = _parallel_min_bytes()
 MAX_SCAN_WORKERS = 4  # schema pass: files scanned at once, one worker process each (at most one per core)
 MAX_READERS = 2  # copy: worker processes converting one class file's batches (beyond 2, the writer is the limit)
 
