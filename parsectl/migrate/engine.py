@@ -134,6 +134,7 @@ class State:
         self.data: dict[str, Any] = {"source": source, "destination": destination, "classes": {},
                                      "relations": {}, "files": {}}
         self.resumed = False
+        self._synced = -1.0  # time.monotonic() of the last fsync
 
     def load(self) -> None:
         if self.path.exists():
@@ -142,12 +143,17 @@ class State:
                 self.resumed = True
 
     def save(self) -> None:
+        """Replace the file atomically. It is flushed to disk at most once a second: a checkpoint that a
+        power loss takes back only makes the resumed run write some batches again, which writes skip."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "wb") as handle:
             handle.write(orjson.dumps(self.data))
-            handle.flush()
-            os.fsync(handle.fileno())
+            now = time.monotonic()
+            if now - self._synced >= 1.0:
+                handle.flush()
+                os.fsync(handle.fileno())
+                self._synced = now
         os.replace(tmp, self.path)
 
     def clear(self) -> None:
@@ -431,9 +437,11 @@ class Migration:
             self.report.classes[class_name].relations[field_name] = state.data["relations"][key]
             return
         total = 0
+        await self.writer.begin_relation(class_name, field_name)
         async for pairs in self.source.relations(class_name, field_name, batch_size=RELATION_BATCH):
             await self.writer.add_relation_rows(class_name, field_name, pairs)
             total += len(pairs)
+        await self.writer.end_relation(class_name, field_name)
         state.data["relations"][key] = total
         state.save()
         self.report.classes[class_name].relations[field_name] = total

@@ -125,6 +125,16 @@ class BulkWriter:
         """Add (owningId, relatedId) rows, ignoring rows already there."""
         await self.adapter.add_relation_rows(class_name, field, pairs)
 
+    async def begin_relation(self, class_name: str, field: str) -> None:
+        """Before a relation's rows are loaded."""
+
+    async def end_relation(self, class_name: str, field: str) -> None:
+        """After all of a relation's rows are loaded."""
+
+
+def _by_related(pair: tuple[str, str]) -> tuple[str, str]:
+    return pair[1], pair[0]
+
 
 def _perms_json(value: list[str]) -> str:
     return orjson.dumps(value).decode()
@@ -141,9 +151,42 @@ class SQLiteWriter(BulkWriter):
 
     row_kind = "sqlite"
 
+    def __init__(self, adapter: StorageAdapter) -> None:
+        super().__init__(adapter)
+        self._unindexed: set[tuple[str, str]] = set()  # relations loading without their owningId index
+
     async def begin_class(self, schema: ClassSchema) -> None:
         adapter: Any = self.adapter
         adapter.db.execute("PRAGMA cache_size=-32768")
+
+    async def begin_relation(self, class_name: str, field: str) -> None:
+        """Into an empty join table, rows load without its owningId index, built once at the end: keeping
+        an index up to date row by row, in random order, makes the load about twice as slow."""
+        from parsectl.storage.sqlite import join_owning_index
+
+        adapter: Any = self.adapter
+        with adapter._write() as db:
+            adapter._create_join_table(field, class_name)
+            if db.execute(f"SELECT 1 FROM {quote(join_table(field, class_name))} LIMIT 1").fetchone() is None:
+                db.execute(f"DROP INDEX IF EXISTS {join_owning_index(field, class_name)}")
+                self._unindexed.add((class_name, field))
+
+    async def end_relation(self, class_name: str, field: str) -> None:
+        adapter: Any = self.adapter
+        with adapter._write():
+            adapter._create_join_table(field, class_name)  # and its index, if the load went without
+        self._unindexed.discard((class_name, field))
+
+    async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
+        """In primary-key order within the batch (relatedId, owningId): fewer B-tree pages touched."""
+        pairs = sorted(pairs, key=_by_related)
+        if (class_name, field) not in self._unindexed:
+            await self.adapter.add_relation_rows(class_name, field, pairs)
+            return
+        adapter: Any = self.adapter
+        with adapter._write() as db:  # straight in (the adapter's own path would create the index again)
+            db.executemany(f'INSERT OR IGNORE INTO {quote(join_table(field, class_name))} ("owningId", "relatedId")'
+                           " VALUES (?, ?)", pairs)
 
     async def write_rows(self, schema: ClassSchema, rows: list[list[Any]]) -> int:
         if not rows:

@@ -111,6 +111,11 @@ def _decoder(name: str, field_type: FieldType):  # noqa: ANN202 - small closure 
     return None
 
 
+def join_owning_index(field: str, owner: str) -> str:
+    """The (quoted) name of a join table's index on ``owningId`` (its primary key leads with relatedId)."""
+    return quote(f"_Join_owning:{field}:{owner}")
+
+
 class SQLiteAdapter:
     """A :class:`parsectl.storage.base.StorageAdapter` on one SQLite file."""
 
@@ -205,8 +210,7 @@ class SQLiteAdapter:
             f'CREATE TABLE IF NOT EXISTS {table} ("relatedId" TEXT NOT NULL, "owningId" TEXT NOT NULL,'
             ' PRIMARY KEY ("relatedId", "owningId"))'
         )
-        index = quote(f"_Join_owning:{field}:{owner}")
-        self.db.execute(f'CREATE INDEX IF NOT EXISTS {index} ON {table} ("owningId")')
+        self.db.execute(f'CREATE INDEX IF NOT EXISTS {join_owning_index(field, owner)} ON {table} ("owningId")')
 
     async def ensure_class(self, schema: ClassSchema) -> ClassSchema:
         with self._write() as db:

@@ -391,3 +391,38 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
     assert dumps[1] == dumps[0]
     assert reports[1] == reports[0]
     assert sum(len(rows) for rows in dumps[0].values()) > 600
+
+
+def test_sqlite_relations_load_without_the_owning_index_then_have_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Join tables load without their owningId index (built once at the end): after a run that stopped
+    before building it, the resumed run leaves every relation row there and every join table indexed."""
+    from parsectl.migrate.writers import SQLiteWriter
+    from tests.support.export_gen import generate_export
+
+    facts = generate_export(tmp_path / "e", objects=500)
+    db_path = tmp_path / "a.db"
+    options = Options(state_dir=tmp_path / "state", batch_size=50)
+
+    async def interrupted(self: SQLiteWriter, class_name: str, field: str) -> None:
+        raise RuntimeError("interrupted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SQLiteWriter, "end_relation", interrupted)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            asyncio.run(Migration(ExportSource(facts.path), f"sqlite:///{db_path}", options).run())
+    db = sqlite3.connect(db_path)
+    tables = db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name LIKE '_Join:%'").fetchone()
+    indexed = db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE '_Join_owning:%'").fetchone()
+    assert indexed[0] == tables[0] - 1  # the first relation stopped before its index was built
+    db.close()
+    report = asyncio.run(Migration(ExportSource(facts.path), f"sqlite:///{db_path}", options).run())
+    assert report.resumed
+    db = sqlite3.connect(db_path)
+    joins = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '_Join:%'")]
+    indexes = {r[0] for r in db.execute("SELECT tbl_name FROM sqlite_master WHERE type = 'index' "
+                                        "AND name LIKE '_Join_owning:%'")}
+    assert joins and set(joins) == indexes
+    rows = {name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in joins}
+    assert sum(rows.values()) == sum(sum(c.relations.values()) for c in report.classes.values()) > 0
+    db.close()
