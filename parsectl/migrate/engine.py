@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +36,7 @@ FOLLOW_CLOCK_MARGIN = 60.0  # seconds of overlap between passes, against clock s
 # problems that only inform: the data is still valid Parse data
 WARNING_KINDS = frozenset(("dangling-pointer",))
 MONGO_MAX_BYTES = 16 * 1024 * 1024
+_T = TypeVar("_T")
 RELATION_BATCH = 20_000  # relation rows per write (two short ids each)
 
 # suggested when the source had no class-level permissions (hosted exports never carry them)
@@ -165,15 +166,15 @@ class State:
                                                       "alreadyThere": 0, "skipped": 0})
 
 
-async def _prefetch(batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+async def _prefetch(batches: AsyncIterator[_T]) -> AsyncIterator[_T]:
     """The source's batches, reading the next one while the caller writes the current one (the source
     parses in a thread and the database works in its own process, so both make progress at once)."""
     iterator = aiter(batches)
 
-    async def next_batch() -> Batch | None:
+    async def next_batch() -> _T | None:
         return await anext(iterator, None)
 
-    pending: asyncio.Task[Batch | None] = asyncio.ensure_future(next_batch())
+    pending: asyncio.Task[_T | None] = asyncio.ensure_future(next_batch())
     try:
         while True:
             batch = await pending
@@ -384,7 +385,7 @@ class Migration:
             async for batch in batches:
                 if batch.rows is not None:
                     await self._write_rows(schema, batch, progress, skip, files)
-                    state.save()
+                    await self._checkpoint(state)
                     self.progress.advance(name, len(batch.ids))
                     continue
                 keep: list[StoredObject] = []
@@ -406,14 +407,23 @@ class Migration:
                 progress["copied"] += inserted
                 progress["alreadyThere"] += len(keep) - inserted
                 progress["checkpoint"] = batch.checkpoint
-                state.save()
+                await self._checkpoint(state)
                 self.progress.advance(name, len(batch.objects))
+            await self._checkpoint(state, final=True)
             progress["done"] = True
             state.save()
         await self.writer.end_class(schema)
         report.copied, report.already_there, report.skipped = (progress["copied"], progress["alreadyThere"],
                                                                progress["skipped"])
         self.progress.end_class(name)
+
+    async def _checkpoint(self, state: State, *, final: bool = False) -> None:
+        """Save the checkpoint once what it counts is committed: after every batch, or, for a writer that
+        keeps its transaction open over several batches, when it commits (then a crash takes back at most
+        that transaction, which the resumed run writes again)."""
+        if final or self.writer.should_commit():
+            await self.writer.commit()
+            state.save()
 
     async def _write_rows(self, schema: ClassSchema, batch: Batch, progress: dict[str, Any],
                           skip: set[tuple[str, str]], files: dict[str, str | None]) -> None:
@@ -438,7 +448,7 @@ class Migration:
             return
         total = 0
         await self.writer.begin_relation(class_name, field_name)
-        async for pairs in self.source.relations(class_name, field_name, batch_size=RELATION_BATCH):
+        async for pairs in _prefetch(self.source.relations(class_name, field_name, batch_size=RELATION_BATCH)):
             await self.writer.add_relation_rows(class_name, field_name, pairs)
             total += len(pairs)
         await self.writer.end_relation(class_name, field_name)
