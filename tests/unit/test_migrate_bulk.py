@@ -360,16 +360,25 @@ def _dump(uri: str) -> dict[str, list[tuple[Any, ...]]]:
         return {name: sorted(conn.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in names}
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.reference)])
-@pytest.mark.parametrize("on_problem", ["skip", "fix"])
+@pytest.mark.parametrize(("kind", "on_problem", "layout"), [
+    ("sqlite", "skip", "lines"), ("sqlite", "fix", "lines"), ("sqlite", "skip", "zip"),
+    ("sqlite", "fix", "pretty"),
+    pytest.param("postgres", "skip", "lines", marks=pytest.mark.reference),
+    pytest.param("postgres", "fix", "lines", marks=pytest.mark.reference),
+])
 def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
-        tmp_path: Path, request: pytest.FixtureRequest, kind: str, on_problem: str) -> None:
+        tmp_path: Path, request: pytest.FixtureRequest, kind: str, on_problem: str, layout: str) -> None:
     """With worker processes, the export's objects reach the writer as rows made in the workers (two
-    workers taking turns); the destination must be exactly what the in-process path writes, repairs,
-    skipped objects and report included."""
+    workers taking turns on files of one record per line, one worker on others, here a pretty-printed
+    Post.json); the destination must be exactly what the in-process path writes, repairs, skipped objects
+    and report included."""
     from tests.support.export_gen import generate_export
 
-    facts = generate_export(tmp_path / "e", objects=600, problems=True)
+    facts = generate_export(tmp_path / ("e.zip" if layout == "zip" else "e"), objects=600, problems=True,
+                            zip=layout == "zip")
+    if layout == "pretty":
+        post = Path(facts.path) / "Post.json"
+        post.write_bytes(orjson.dumps(orjson.loads(post.read_bytes()), option=orjson.OPT_INDENT_2))
     dumps, reports = [], []
     for parallel in (False, True):
         if kind == "sqlite":
