@@ -264,6 +264,30 @@ def test_schema_pass_in_worker_processes_finds_what_one_pass_finds(tmp_path: Pat
     assert {"type-conflict", "dangling-pointer", "duplicate-username"} <= kinds, kinds
 
 
+def test_dangling_relation_rows_looked_up_in_two_halves_are_found_in_order(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big join file's lookups run in two threads over two halves of its rows; the problems found, and
+    their order, are those of one lookup over all rows."""
+    from parsectl.migrate.sources import export
+
+    folder = _problem_export(tmp_path / "e")
+    pairs = [{"owningId": f"t{1 + i % 5}", "relatedId": f"u{1 + i % 4}"} for i in range(40)]  # t5, u4: missing
+    (folder / "_Join:fans:Thing.json").write_bytes(orjson.dumps({"results": pairs}))
+
+    def problems() -> list[dict[str, Any]]:
+        plan = asyncio.run(ExportSource(folder).schema())
+        return [p.to_json() for p in plan.problems if "relation row" in p.message]
+
+    whole = problems()
+    monkeypatch.setattr(export, "SPLIT_LOOKUPS_FROM", 2)
+    halves = problems()
+    assert halves == whole
+    expected = [f"relation row ({p['owningId']}, {p['relatedId']}): no Thing t5 in the export"
+                if p["owningId"] == "t5" else f"relation row (t{p['owningId'][1:]}, u4): no _User u4 in the export"
+                for p in pairs if p["owningId"] == "t5" or p["relatedId"] == "u4"]
+    assert [p["message"] for p in whole] == expected and len(expected) == 16  # in the join file's order
+
+
 # --- reading records: one per line fast, any other layout as a streaming parser reads it ---------------------
 
 

@@ -424,6 +424,10 @@ class ExportSource:
             index.finish()
             if self.fix:
                 self._plan_renames(stats, index, problems)
+                index.db.commit()
+            # lookups that run in SQLite (without the GIL) on other connections, on another core, meanwhile
+            dangling = _in_thread(_query, index.path, _DANGLING_POINTERS, ())
+            targets = _in_thread(_query, index.path, _RELATION_TARGETS, ())
             for class_name in self.class_files:
                 if class_name in self._bad_class_files:
                     problems.add(Problem("invalid-class-name", class_name,
@@ -436,9 +440,7 @@ class ExportSource:
                     out.classes[class_name], out.notes[class_name] = self._class_schema(
                         class_name, {}, item, problems, index)
                     out.counts[class_name] = 0
-            # the dangling-pointer lookups run in SQLite (without the GIL) on another core meanwhile
-            dangling = _in_thread(_dangling_pointer_rows, index.path)
-            self._relation_fields(out, index, join_numbers, join_rows, stated, problems)
+            self._relation_fields(out, index, targets(), join_numbers, join_rows, stated, problems)
             if self.fix:
                 self._open_fixes()
             self._dangling_pointers(index, dangling(), problems)
@@ -658,13 +660,13 @@ class ExportSource:
                 schema.indexes = stated["indexes"]
         return schema, notes
 
-    def _relation_fields(self, out: SourceSchema, index: _Index, join_numbers: dict[tuple[str, str], int],
-                         join_rows: dict[tuple[str, str], int], stated: dict[str, dict[str, Any]],
-                         problems: _Problems) -> None:
-        """Make each join file a Relation field on its owner, with its target class decided."""
+    def _relation_fields(self, out: SourceSchema, index: _Index, targets: list[tuple[int, int, int]],
+                         join_numbers: dict[tuple[str, str], int], join_rows: dict[tuple[str, str], int],
+                         stated: dict[str, dict[str, Any]], problems: _Problems) -> None:
+        """Make each join file a Relation field on its owner, with its target class decided (``targets``:
+        ``_RELATION_TARGETS``' rows)."""
         by_join: dict[int, list[tuple[int, int]]] = {}
-        for j, cls, n in index.db.execute(
-                "SELECT r.j, i.cls, count(*) FROM rel r JOIN ids i ON i.id = r.rid GROUP BY r.j, i.cls"):
+        for j, cls, n in targets:
             by_join.setdefault(j, []).append((n, cls))
         for (owner, field_name), j in sorted(join_numbers.items(), key=lambda kv: kv[1]):
             rows = join_rows[(owner, field_name)]
@@ -718,15 +720,21 @@ class ExportSource:
                                      f"target {target}; all rows copied" if self.fix else None))
             schema.fields[field_name] = {"type": "Relation", "targetClass": target}
             notes[field_name] = note
-            self._dangling_relation_rows(index, owner, field_name, j, target, problems)
+            self._dangling_relation_rows(index, owner, field_name, j, target, rows, problems)
 
     def _dangling_relation_rows(self, index: _Index, owner: str, field_name: str, j: int, target: str | None,
-                                problems: _Problems) -> None:
+                                count: int, problems: _Problems) -> None:
+        """The rows of join file ``j`` (``count`` rows) whose owner or target is not in the export; a big
+        file's rows are looked up in two halves at once (a thread and this one)."""
         owner_no, target_no = index.class_no(owner), index.class_no(target or "")
-        rows = index.db.execute(
-            "SELECT r.oid, r.rid, EXISTS(SELECT 1 FROM ids i WHERE i.id = r.oid AND i.cls = ?), "
-            "EXISTS(SELECT 1 FROM ids i WHERE i.id = r.rid AND i.cls = ?) FROM rel r WHERE r.j = ?",
-            (owner_no, target_no, j))
+        if count >= SPLIT_LOOKUPS_FROM:
+            low, high = index.db.execute("SELECT min(rowid), max(rowid) FROM rel WHERE j = ?", (j,)).fetchone()
+            middle = (low + high) // 2
+            first = _in_thread(_query, index.path, _DANGLING_RELATION_ROWS, (owner_no, target_no, j, low, middle))
+            second = index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, middle + 1, high)).fetchall()
+            rows = first() + second
+        else:
+            rows = index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, 0, 2**62)).fetchall()
         for oid, rid, has_owner, has_target in rows:
             if not has_owner:
                 problems.add(Problem("dangling-pointer", owner,
@@ -1082,13 +1090,25 @@ def _line_text(line: bytes) -> bytes:
     return text[:-1] if text.endswith(b",") else text
 
 
-def _dangling_pointer_rows(index_path: str) -> list[tuple[Any, ...]]:
-    """The pointers of the export whose target is not in it (on a connection of its own: for a thread)."""
+# the pointers of the export whose target is not in it
+_DANGLING_POINTERS = ("SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
+                      "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)")
+# per join file, how many of its related ids each class has (the relation's target is the first)
+_RELATION_TARGETS = "SELECT r.j, i.cls, count(*) FROM rel r JOIN ids i ON i.id = r.rid GROUP BY r.j, i.cls"
+# the rows of a join file (owner class, target class, j, rowid range) whose owner or target is missing
+_DANGLING_RELATION_ROWS = (
+    "SELECT oid, rid, has_owner, has_target FROM (SELECT r.oid, r.rid, "
+    "EXISTS(SELECT 1 FROM ids i WHERE i.id = r.oid AND i.cls = ?) AS has_owner, "
+    "EXISTS(SELECT 1 FROM ids i WHERE i.id = r.rid AND i.cls = ?) AS has_target FROM rel r "
+    "WHERE r.j = ? AND r.rowid BETWEEN ? AND ?) WHERE NOT has_owner OR NOT has_target")
+SPLIT_LOOKUPS_FROM = 100_000  # relation rows: from this many, their lookups run in two threads
+
+
+def _query(index_path: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A query's rows on a connection of its own to the index (so it can run in a thread)."""
     db = sqlite3.connect(index_path)
     try:
-        return db.execute(
-            "SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
-            "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)").fetchall()
+        return db.execute(sql, params).fetchall()
     finally:
         db.close()
 
