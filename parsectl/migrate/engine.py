@@ -28,6 +28,7 @@ from parsectl.model.query import Compare, In, MatchAll, RelatedTo, SortKey
 from parsectl.model.schema import VOLATILE_CLASSES, ClassSchema, default_clp
 from parsectl.storage import adapter_for
 from parsectl.storage.base import StorageAdapter, StoredObject
+from parsectl.storage.sql import join_table
 from parsectl.uri import redact
 
 FOLLOW_INTERVAL = 2.0  # seconds between two passes over the source's changes
@@ -289,9 +290,20 @@ class Migration:
         files: dict[str, str | None] = {}
         for name in classes:
             await self._copy_class(plan.classes[name], state, skip, files)
-        for name in classes:
-            for field_name in plan.classes[name].relation_fields():
-                await self._copy_relation(name, field_name, state)
+        # the class tables' statistics are refreshed (by the database) while the relation rows load
+        analyzing = asyncio.ensure_future(self.dest.analyze(classes)) if self.follow is None else None
+        try:
+            for name in classes:
+                for field_name in plan.classes[name].relation_fields():
+                    await self._copy_relation(name, field_name, state)
+        except BaseException:
+            if analyzing is not None:
+                analyzing.cancel()
+                with contextlib.suppress(BaseException):
+                    await analyzing
+            raise
+        if analyzing is not None:
+            await analyzing
         if self.options.files:
             await self._copy_files(files, state)
         unreadable = list(getattr(self.source, "skipped", []))
@@ -310,7 +322,10 @@ class Migration:
             self.report.warnings.append(
                 f"{self.legacy_tokens} user(s) carry a legacy hosted-Parse session token; only parse-server's MongoDB "
                 "format keeps those, so these users sign in again on this destination")
-        await self.dest.analyze()
+        if analyzing is None:  # followed changes came after the copy: everything
+            await self.dest.analyze()
+        else:
+            await self.dest.analyze([join_table(f, name) for name in classes for f in plan.classes[name].relation_fields()])
         state.clear()
 
     def _classes(self, plan: SourceSchema) -> list[str]:

@@ -97,5 +97,6 @@ class StorageAdapter(Protocol):
     async def remove_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         """Remove (owningId, relatedId) rows from a relation."""
 
-    async def analyze(self) -> None:
-        """Refresh the database's statistics after a bulk load."""
+    async def analyze(self, tables: list[str] | None = None) -> None:
+        """Refresh the database's statistics after a bulk load: of these tables (class names, join tables),
+        or of all."""

@@ -979,7 +979,7 @@ class MongoAdapter:
             flt, {"_id": 0, "owningId": 1, "relatedId": 1}, sort=[("owningId", 1), ("relatedId", 1)], limit=int(limit))
         return [(d["owningId"], d["relatedId"]) async for d in cursor]
 
-    async def analyze(self) -> None:
+    async def analyze(self, tables: list[str] | None = None) -> None:
         """MongoDB keeps no planner statistics to refresh."""
 
 

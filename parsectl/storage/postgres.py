@@ -706,9 +706,17 @@ class PostgresAdapter:
         except pg_errors.UndefinedTable:
             return []
 
-    async def analyze(self) -> None:
+    async def analyze(self, tables: list[str] | None = None) -> None:
+        if tables == []:
+            return
         async with self.pool.connection() as conn:
-            await conn.execute("ANALYZE")
+            if tables:
+                cur = await conn.execute("SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(quote_ident(t)) "
+                                         "IS NOT NULL", (tables,))
+                tables = [row[0] for row in await cur.fetchall()]
+                if not tables:
+                    return
+            await conn.execute("ANALYZE " + ", ".join(quote(t) for t in tables) if tables else "ANALYZE")
 
 
 def _transaction(conn: psycopg.AsyncConnection[Any], needed: bool) -> Any:

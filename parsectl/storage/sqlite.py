@@ -563,8 +563,14 @@ class SQLiteAdapter:
             raise
         return [(a, b) for a, b in rows]
 
-    async def analyze(self) -> None:
-        self.db.execute("ANALYZE")
+    async def analyze(self, tables: list[str] | None = None) -> None:
+        if tables is None:
+            self.db.execute("ANALYZE")
+            return
+        existing = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in tables:
+            if table in existing:
+                self.db.execute(f"ANALYZE {quote(table)}")
 
 
 # While one task's transaction is open, other tasks' calls wait for it (parsectl.storage.transactions).
