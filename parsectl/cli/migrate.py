@@ -44,7 +44,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
-                validate: bool = True, fix: bool = False, parallel: bool | None = False) -> Any:
+                validate: bool = True, fix: bool = False, parallel: bool | None = False,
+                check_size: bool = True) -> Any:
     """The Source for ``--from``."""
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
@@ -68,7 +69,7 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     from parsectl.migrate.sources.export import ExportSource
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
-                        validate=validate, fix=fix, parallel=parallel)
+                        validate=validate, fix=fix, parallel=parallel, check_size=check_size)
 
 
 class _Bars:
@@ -207,7 +208,8 @@ def migrate(
     # object once, as it copies it, and reports the few that cannot be stored as skipped
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
-                         validate=dry_run, fix=on_problem == "fix", parallel=None)
+                         validate=dry_run, fix=on_problem == "fix", parallel=None,
+                         check_size=to is None or to.startswith("mongodb"))
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
                       classes=[c.strip() for c in classes.split(",")] if classes else None)

@@ -217,17 +217,18 @@ class ExportSource:
     field and kind, how many problems are listed one by one; the rest are summed up in one more.
     ``validate``: also convert every object during :meth:`schema` (as :meth:`objects` will), so objects
     that cannot be stored (bad dates, ACLs, GeoPoints, ...) are problems of the plan, not surprises of
-    the copy; False makes the schema pass about twice as fast.
+    the copy; False makes the schema pass about twice as fast. ``check_size``: measure every object
+    against MongoDB's 16 MB (only a MongoDB destination needs it).
     """
 
     has_password_hashes = True
     makes_rows = True  # objects(rows=...): its worker processes make the writer's rows
-    checks_size = True  # objects over MongoDB's 16 MB are problems of the plan (schema pass)
 
     def __init__(self, path: str | Path, *, schema_file: str | Path | None = None,
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
-                 validate: bool = True, fix: bool = False, parallel: bool | None = False) -> None:
+                 validate: bool = True, fix: bool = False, parallel: bool | None = False,
+                 check_size: bool = True) -> None:
         self.path = Path(path)
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
@@ -237,6 +238,8 @@ class ExportSource:
         self.max_problems = max_problems
         self.validate = validate
         self.fix = fix
+        # objects over MongoDB's 16 MB are problems of the plan (schema pass); False for other destinations
+        self.checks_size = check_size
         # True: a worker process reads the class files; None: for files over PARALLEL_MIN_BYTES when a core
         # is spare (what `parsectl migrate` asks for); False: a thread
         self.parallel = parallel
@@ -466,7 +469,8 @@ class ExportSource:
             return {}
         from parsectl.migrate.sources.export_worker import ObjectReader, scan_in_workers
 
-        requests = [("scan", task[1], None, self.validate, self.max_problems, self.tmp_dir) if task[0] == "class"
+        requests = [("scan", task[1], self.checks_size, self.validate, self.max_problems, self.tmp_dir)
+                    if task[0] == "class"
                     else ("scan_join", task[1], join_numbers[task[1]], False, 0, self.tmp_dir)
                     for _, task in sorted(tasks, key=lambda t: -t[0])]
         workers = max(1, min(_cores(), MAX_SCAN_WORKERS, len(requests)))
@@ -482,12 +486,12 @@ class ExportSource:
     def scan_one(self, request: tuple[Any, ...]) -> tuple[Any, ...]:
         """One file of :meth:`_scan_files`, in a worker: its count, field stats, problems, class numbers
         and the path of the index it filled."""
-        kind, key, _, validate, max_problems, tmp_dir = request
+        kind, key, check_size, validate, max_problems, tmp_dir = request
         self._scan()
         index = _Index(tmp_dir)
         try:
             if kind == "scan":
-                self.validate, self.max_problems = validate, max_problems
+                self.checks_size, self.validate, self.max_problems = check_size, validate, max_problems
                 fields: dict[str, _FieldStats] = {}
                 problems = _Problems(max_problems)
                 entry = self.class_files[key]
@@ -503,7 +507,7 @@ class ExportSource:
                     problems: _Problems) -> int:
         cls = index.class_no(class_name)
         is_user, is_role = class_name == "_User", class_name == "_Role"
-        cap, validate = self.max_problems, self.validate
+        cap, validate, check_size = self.max_problems, self.validate, self.checks_size
         ignored: set[str] = set()
         bad_keys: set[str] = set()
         ids_rows, ptr_rows, class_no = index.rows("ids"), index.rows("ptr"), index.class_no
@@ -522,7 +526,7 @@ class ExportSource:
                     oid = None
                 else:
                     ids_rows.append((oid, cls))
-                size = _json_size(obj)
+                size = _json_size(obj) if check_size else 0
                 if size > MONGO_MAX_BYTES:
                     problems.add(Problem("too-large", class_name,
                                          f"{size} bytes, over MongoDB's 16 MB document limit", oid))
