@@ -386,7 +386,7 @@ def _dump(uri: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.parametrize(("kind", "on_problem", "layout"), [
     ("sqlite", "skip", "lines"), ("sqlite", "fix", "lines"), ("sqlite", "skip", "zip"),
-    ("sqlite", "fix", "pretty"),
+    ("sqlite", "fix", "pretty"), ("sqlite", "skip", "files"),
     pytest.param("postgres", "skip", "lines", marks=pytest.mark.reference),
     pytest.param("postgres", "fix", "lines", marks=pytest.mark.reference),
 ])
@@ -398,8 +398,9 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
     and report included."""
     from tests.support.export_gen import generate_export
 
+    files_dir = tmp_path / "files" if layout == "files" else None  # with --files (names come with the rows)
     facts = generate_export(tmp_path / ("e.zip" if layout == "zip" else "e"), objects=600, problems=True,
-                            zip=layout == "zip")
+                            zip=layout == "zip", files_dir=files_dir)
     if layout == "pretty":
         post = Path(facts.path) / "Post.json"
         post.write_bytes(orjson.dumps(orjson.loads(post.read_bytes()), option=orjson.OPT_INDENT_2))
@@ -413,8 +414,10 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
             pg.psql(f"DROP DATABASE IF EXISTS {name}", database="postgres")
             pg.psql(f"CREATE DATABASE {name}", database="postgres")
             uri = pg.uri.rsplit("/", 1)[0] + "/" + name
-        source = ExportSource(facts.path, parallel=parallel, fix=on_problem == "fix")
-        options = Options(on_problem=on_problem, state_dir=tmp_path / f"state-{parallel}", batch_size=37)
+        source = ExportSource(facts.path, parallel=parallel, fix=on_problem == "fix", files_from=files_dir)
+        options = Options(on_problem=on_problem, state_dir=tmp_path / f"state-{parallel}", batch_size=37,
+                          files=files_dir is not None,
+                          files_adapter={"module": "fs", "options": {"filesDirectory": str(tmp_path / f"f{parallel}")}})
         report = asyncio.run(Migration(source, uri, options).run()).to_json()
         report.pop("seconds", None), report.pop("destination")
         reports.append(report)
@@ -432,6 +435,10 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
             assert not never and joins and all(n >= 0 for _, n in joins), (never, joins)
     assert dumps[1] == dumps[0]
     assert reports[1] == reports[0]
+    if files_dir is not None:
+        assert reports[0]["files"]["copied"] > 0, reports[0]["files"]
+        assert sorted(p.name for p in (tmp_path / "fTrue").rglob("*")) == sorted(
+            p.name for p in (tmp_path / "fFalse").rglob("*"))
     assert sum(len(rows) for rows in dumps[0].values()) > 600
 
 
@@ -468,3 +475,29 @@ def test_sqlite_relations_load_without_the_owning_index_then_have_it(tmp_path: P
     rows = {name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in joins}
     assert sum(rows.values()) == sum(sum(c.relations.values()) for c in report.classes.values()) > 0
     db.close()
+
+
+@pytest.mark.reference
+def test_worker_rows_into_a_postgres_destination_that_has_them_are_already_there(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """--mode merge through worker-made rows: COPY meets rows already there, the class falls back to the
+    idempotent load, and every object counts as already there."""
+    from tests.support.export_gen import generate_export
+
+    facts = generate_export(tmp_path / "e", objects=600)
+    pg = request.getfixturevalue("pg")
+    pg.psql("DROP DATABASE IF EXISTS rows_merge", database="postgres")
+    pg.psql("CREATE DATABASE rows_merge", database="postgres")
+    uri = pg.uri.rsplit("/", 1)[0] + "/rows_merge"
+
+    def run(mode: str | None) -> dict[str, Any]:
+        options = Options(mode=mode, state_dir=tmp_path / "state", batch_size=50)
+        return asyncio.run(Migration(ExportSource(facts.path, parallel=True), uri, options).run()).to_json()
+
+    first, again = run(None), run("merge")
+    assert sum(c["copied"] for c in first["classes"].values()) > 600
+    assert {n: c["alreadyThere"] for n, c in again["classes"].items()} == {
+        n: c["copied"] for n, c in first["classes"].items()}
+    assert all(c["copied"] == 0 for c in again["classes"].values())
+    tables = _dump(uri)
+    assert {n: len(tables[n]) for n in first["classes"]} == {n: c["copied"] for n, c in first["classes"].items()}
