@@ -197,6 +197,13 @@ async def _prefetch(batches: AsyncIterator[_T]) -> AsyncIterator[_T]:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
+def _count(progress: dict[str, Any], batch: Batch, written: int, inserted: int) -> None:
+    """A class's progress after a batch: ``written`` objects sent, ``inserted`` of them new."""
+    progress["copied"] += inserted
+    progress["alreadyThere"] += written - inserted
+    progress["checkpoint"] = batch.checkpoint
+
+
 def _minus_seconds(iso: str, seconds: float) -> str:
     from datetime import timedelta
 
@@ -292,10 +299,10 @@ class Migration:
             await self._copy_class(plan.classes[name], state, skip, files)
         # the class tables' statistics are refreshed (by the database) while the relation rows load
         analyzing = asyncio.ensure_future(self.dest.analyze(classes)) if self.follow is None else None
+        relations = [(name, field_name) for name in classes for field_name in plan.classes[name].relation_fields()]
         try:
-            for name in classes:
-                for field_name in plan.classes[name].relation_fields():
-                    await self._copy_relation(name, field_name, state)
+            for name, field_name in relations:
+                await self._copy_relation(name, field_name, state)
         except BaseException:
             if analyzing is not None:
                 analyzing.cancel()
@@ -325,7 +332,7 @@ class Migration:
         if analyzing is None:  # followed changes came after the copy: everything
             await self.dest.analyze()
         else:
-            await self.dest.analyze([join_table(f, name) for name in classes for f in plan.classes[name].relation_fields()])
+            await self.dest.analyze([join_table(field_name, name) for name, field_name in relations])
         state.clear()
 
     def _classes(self, plan: SourceSchema) -> list[str]:
@@ -418,10 +425,7 @@ class Migration:
                     if not mongo and "_session_token" in obj:
                         self.legacy_tokens += 1
                     keep.append(obj)
-                inserted = await self.writer.write(schema, keep)
-                progress["copied"] += inserted
-                progress["alreadyThere"] += len(keep) - inserted
-                progress["checkpoint"] = batch.checkpoint
+                _count(progress, batch, len(keep), await self.writer.write(schema, keep))
                 await self._checkpoint(state)
                 self.progress.advance(name, len(batch.objects))
             await self._checkpoint(state, final=True)
@@ -451,10 +455,7 @@ class Migration:
             rows = [rows[i] for i in kept]
         files.update((k, v) for k, v in batch.files.items() if k not in files)
         self.legacy_tokens += batch.legacy_tokens
-        inserted = await self.writer.write_rows(schema, rows)
-        progress["copied"] += inserted
-        progress["alreadyThere"] += len(rows) - inserted
-        progress["checkpoint"] = batch.checkpoint
+        _count(progress, batch, len(rows), await self.writer.write_rows(schema, rows))
 
     async def _copy_relation(self, class_name: str, field_name: str, state: State) -> None:
         key = f"{class_name}.{field_name}"
