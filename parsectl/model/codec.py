@@ -71,14 +71,23 @@ def is_canonical_iso(value: str) -> bool:
     return True
 
 
+_REAL_DAYS: set[str] = set()  # "YYYY-MM-DD" prefixes known to name a real day (bounded: cleared when full)
+
+
 def normalize_iso(value: Any) -> str:
     """An ISO string in canonical ``YYYY-MM-DDTHH:MM:SS.mmmZ`` form, or a 111 error."""
     if isinstance(value, str) and _CANONICAL_ISO.match(value):
-        try:  # already canonical (the common case): only check the day exists in that month
-            datetime(int(value[:4]), int(value[5:7]), int(value[8:10]))
+        day = value[:10]  # already canonical (the common case): only check the day exists in that month
+        if day in _REAL_DAYS:
             return value
+        try:
+            datetime(int(value[:4]), int(value[5:7]), int(value[8:10]))
         except ValueError:
             raise ParseError(errors.INCORRECT_TYPE, "This is not a valid Date") from None
+        if len(_REAL_DAYS) >= 100_000:
+            _REAL_DAYS.clear()
+        _REAL_DAYS.add(day)
+        return value
     try:
         return format_iso(parse_iso(value))
     except (ValueError, TypeError, OverflowError):
@@ -194,6 +203,9 @@ def _polygon(coords: Any) -> list[list[float]]:
     return ring
 
 
+_UNCHANGED = frozenset({str, float, bool, type(None)})  # what normalize_value returns as it is (when not too deep)
+
+
 def normalize_value(value: Any, depth: int = 0) -> Any:
     """Validate a field value (not an ``__op``) and return its canonical wire form.
 
@@ -202,6 +214,10 @@ def normalize_value(value: Any, depth: int = 0) -> Any:
     """
     if depth > MAX_NESTING:
         raise ParseError(errors.INVALID_JSON, "Object is nested too deeply")
+    if type(value) in _UNCHANGED:
+        return value
+    inner = depth + 1
+    unchanged = _UNCHANGED if inner <= MAX_NESTING else frozenset()  # scalars one level down, without a call
     if isinstance(value, dict):
         if "__type" in value:
             return normalize_typed(value)
@@ -211,10 +227,10 @@ def normalize_value(value: Any, depth: int = 0) -> Any:
                 raise ParseError(
                     errors.INVALID_NESTED_KEY, "Nested keys should not contain the '$' or '.' characters"
                 )
-            out[key] = normalize_value(item, depth + 1)
+            out[key] = item if type(item) in unchanged else normalize_value(item, inner)
         return out
     if isinstance(value, list):
-        return [normalize_value(item, depth + 1) for item in value]
+        return [item if type(item) in unchanged else normalize_value(item, inner) for item in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         return float(value)
     return value

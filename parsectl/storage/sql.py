@@ -53,7 +53,7 @@ _INTEGRAL_FLOAT = re.compile(rb"(?:^|[:\[,])-?\d+\.0(?=[,\]}]|$)")
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and integral numbers written as integers (so 1 and 1.0 compare equal)."""
     text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    if not _INTEGRAL_FLOAT.search(text):  # no float to write as an integer (the common case: no walk)
+    if b".0" not in text or not _INTEGRAL_FLOAT.search(text):  # no float to write as an integer (the common case: no walk)
         return text.decode()
     return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS).decode()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import re
@@ -30,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import ijson
 import orjson
 
+from parsectl.migrate.rest_rows import RowMaker, row_maker
 from parsectl.migrate.source import Batch, Problem, SourceSchema
 from parsectl.model import codec, errors
 from parsectl.model.errors import ParseError
@@ -898,14 +900,18 @@ class ExportSource:
         finally:
             batches.close()
 
-    def iter_batches(self, class_name: str, after: str | None, batch_size: int, stride: int = 1, offset: int = 0
-                     ) -> Iterator[Batch]:
+    def iter_batches(self, class_name: str, after: str | None, batch_size: int, stride: int = 1, offset: int = 0,
+                     plan: Any = None) -> Iterator[Batch]:
         """:meth:`objects`, synchronously, in this thread. With ``stride`` > 1 (a file of one record per
         line), the batches are ``batch_size`` records each and only every ``stride``-th one from the
-        ``offset``-th is made; the lines of the others are skipped unparsed."""
+        ``offset``-th is made; the lines of the others are skipped unparsed. With a writer's row ``plan``
+        (:func:`parsectl.migrate.writers.row_plan`), the batches hold its ``rows`` and ``ids`` instead of
+        objects, made straight from the records where :mod:`parsectl.migrate.rest_rows` can."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
+        take = self._take if plan is None else functools.partial(
+            self._take_rows, plan=plan, maker=None if self.fix else row_maker(plan))
         consumed = int(after or 0)
         if stride > 1:
             lines = self._iter_lines(entry)
@@ -917,24 +923,49 @@ class ExportSource:
                     if not chunk:
                         return
                     if number % stride == offset:
-                        objects, _, _ = self._take(class_name, map(orjson.loads, chunk), batch_size + 1, consumed)
-                        yield Batch(objects, str(consumed + len(chunk)))
+                        batch, _, _ = take(class_name, map(orjson.loads, chunk), batch_size + 1, consumed)
+                        batch.checkpoint = str(consumed + len(chunk))
+                        yield batch
                     consumed += len(chunk)
         with contextlib.closing(self._iter_records(entry)) as records:
             if _skip(records, consumed) < consumed:
                 return
             last = consumed
             while True:
-                objects, n, done = self._take(class_name, records, batch_size, consumed)
+                batch, n, done = take(class_name, records, batch_size, consumed)
                 consumed += n
-                if objects or consumed > last:
-                    yield Batch(objects, str(consumed))
+                if batch.objects or batch.ids or consumed > last:
+                    batch.checkpoint = str(consumed)
+                    yield batch
                     last = consumed
                 if done:
                     return
 
+    def _take_rows(self, class_name: str, records: Iterator[Any], batch_size: int, position: int, plan: Any,
+                   maker: RowMaker | None) -> tuple[Batch, int, bool]:
+        """:meth:`_take` as a batch of the plan's rows, in record order: each record through the row ``maker``,
+        or the general path where it declines. Without a maker (a class with special handling, repairs to
+        apply), the batch holds objects as :meth:`_take` makes them."""
+        if maker is None:
+            return self._take(class_name, records, batch_size, position)  # objects, made into rows by the caller
+        rows: list[list[Any]] = []
+        ids: list[str] = []
+        n = 0
+        for obj in records:
+            n += 1
+            row = maker(obj) if type(obj) is dict else None
+            if row is None:
+                taken, _, _ = self._take(class_name, iter((obj,)), 1, position + n - 1)
+                row = plan.rows(taken.objects)[0] if taken.objects else None
+            if row is not None:
+                rows.append(row)
+                ids.append(row[0])
+            if n >= batch_size:
+                return Batch([], "", rows, ids), n, False
+        return Batch([], "", rows, ids), n, True
+
     def _take(self, class_name: str, records: Iterator[Any], batch_size: int, position: int
-              ) -> tuple[list[StoredObject], int, bool]:
+              ) -> tuple[Batch, int, bool]:
         out: list[StoredObject] = []
         n = 0
         renames = self.renames.get(class_name)
@@ -954,7 +985,7 @@ class ExportSource:
                 break
         if self.fix:
             self._fix_objects(class_name, out)
-        return out, n, done
+        return Batch(out, ""), n, done
 
     async def relations(self, class_name: str, field_name: str, *, batch_size: int = 5000
                         ) -> AsyncIterator[list[tuple[str, str]]]:

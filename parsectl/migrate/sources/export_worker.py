@@ -49,17 +49,21 @@ def _receive_rows(recv: Connection, pickled: bool) -> tuple[Any, ...]:
     return pickle.loads(payload) if pickled else marshal.loads(payload)
 
 
-def _send_rows(send: Connection, plan: Any, objects: list[Any], want_files: bool, checkpoint: str,
-               skipped: list[Any]) -> None:
+def _send_rows(send: Connection, plan: Any, batch: Batch, want_files: bool, skipped: list[Any]) -> None:
     """A batch as the writer's rows (marshal: several times faster to read back than objects)."""
     from parsectl.migrate.source import file_names
 
-    rows = plan.rows(objects)
+    objects, checkpoint = batch.objects, batch.checkpoint
     files: dict[str, str | None] = {}
-    if want_files:
-        for obj in objects:
-            file_names(obj, files)
-    payload = (rows, [obj["objectId"] for obj in objects], files, sum("_session_token" in obj for obj in objects))
+    if batch.rows is not None:
+        rows, ids, tokens = batch.rows, batch.ids, 0  # made from the records (no users: no session tokens)
+    else:
+        rows, ids = plan.rows(objects), [obj["objectId"] for obj in objects]
+        tokens = sum("_session_token" in obj for obj in objects)
+        if want_files:
+            for obj in objects:
+                file_names(obj, files)
+    payload = (rows, ids, files, tokens)
     try:
         data, pickled = marshal.dumps(payload), False
     except ValueError:  # a value marshal cannot write
@@ -304,10 +308,12 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
 
             plan = row_plan(rows[0], rows[1])
         try:
-            for batch in source.iter_batches(class_name, after, batch_size, stride, offset):
+            # with --files, the files are collected from the objects: their rows are made from them
+            for batch in source.iter_batches(class_name, after, batch_size, stride, offset,
+                                             plan=None if rows is None or rows[2] else plan):
                 objects = batch.objects
                 if plan is not None:
-                    _send_rows(send, plan, objects, rows[2], batch.checkpoint, list(source.skipped))
+                    _send_rows(send, plan, batch, rows[2], list(source.skipped))
                     source.skipped.clear()
                     continue
                 try:
