@@ -462,12 +462,15 @@ class Migration:
         if state.data["relations"].get(key) is not None:
             self.report.classes[class_name].relations[field_name] = state.data["relations"][key]
             return
-        total = 0
-        await self.writer.begin_relation(class_name, field_name)
-        async for pairs in _prefetch(self.source.relations(class_name, field_name, batch_size=RELATION_BATCH)):
-            await self.writer.add_relation_rows(class_name, field_name, pairs)
-            total += len(pairs)
-        await self.writer.end_relation(class_name, field_name)
+        where = getattr(self.source, "relation_rows_sql", lambda *_: None)(class_name, field_name)
+        total = await self.writer.load_relation_sql(class_name, field_name, *where) if where else None
+        if total is None:
+            total = 0
+            await self.writer.begin_relation(class_name, field_name)
+            async for pairs in _prefetch(self.source.relations(class_name, field_name, batch_size=RELATION_BATCH)):
+                await self.writer.add_relation_rows(class_name, field_name, pairs)
+                total += len(pairs)
+            await self.writer.end_relation(class_name, field_name)
         state.data["relations"][key] = total
         state.save()
         self.report.classes[class_name].relations[field_name] = total

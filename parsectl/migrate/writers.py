@@ -146,6 +146,13 @@ class BulkWriter:
     async def end_relation(self, class_name: str, field: str) -> None:
         """After all of a relation's rows are loaded."""
 
+    async def load_relation_sql(self, class_name: str, field: str, path: str, select: str,
+                                params: tuple[Any, ...]) -> int | None:
+        """Load a relation's rows straight from a query on an SQLite file (a source's, attached as ``src``;
+        columns owningId, relatedId) and return how many rows it gave; None: this writer cannot (nothing
+        was done), load them with :meth:`add_relation_rows`."""
+        return None
+
 
 def _perms_json(value: list[str]) -> str:
     return orjson.dumps(value).decode()
@@ -176,16 +183,25 @@ class SQLiteWriter(BulkWriter):
         """Rows for an empty join table are staged in a temporary table, then inserted in primary-key order
         in one statement, and its owningId index is built after: inserted as they come (random order) into
         the primary key and that index, the same rows load about twice as slowly."""
+        if self._empty_join_table(class_name, field):
+            adapter: Any = self.adapter
+            with adapter._write() as db:
+                db.execute(f"DROP TABLE IF EXISTS temp.{_STAGE}")
+                db.execute(f'CREATE TEMP TABLE {_STAGE} ("owningId" TEXT, "relatedId" TEXT)')
+            self._staged.add((class_name, field))
+
+    def _empty_join_table(self, class_name: str, field: str) -> bool:
+        """Create the join table if needed; if it is empty, drop its owningId index (:meth:`end_relation`
+        builds it) and say so."""
         from parsectl.storage.sqlite import join_owning_index
 
         adapter: Any = self.adapter
         with adapter._write() as db:
             adapter._create_join_table(field, class_name)
-            if db.execute(f"SELECT 1 FROM {quote(join_table(field, class_name))} LIMIT 1").fetchone() is None:
-                db.execute(f"DROP INDEX IF EXISTS {join_owning_index(field, class_name)}")
-                db.execute(f"DROP TABLE IF EXISTS temp.{_STAGE}")
-                db.execute(f'CREATE TEMP TABLE {_STAGE} ("owningId" TEXT, "relatedId" TEXT)')
-                self._staged.add((class_name, field))
+            if db.execute(f"SELECT 1 FROM {quote(join_table(field, class_name))} LIMIT 1").fetchone() is not None:
+                return False
+            db.execute(f"DROP INDEX IF EXISTS {join_owning_index(field, class_name)}")
+            return True
 
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:
         if (class_name, field) not in self._staged:
@@ -206,6 +222,24 @@ class SQLiteWriter(BulkWriter):
                 db.execute(f"DROP TABLE temp.{_STAGE}")
             adapter._create_join_table(field, class_name)  # and its index, if the load went without
         self._staged.discard((class_name, field))
+
+    async def load_relation_sql(self, class_name: str, field: str, path: str, select: str,
+                                params: tuple[Any, ...]) -> int | None:
+        """In one statement, sorted by primary key; into an empty join table, its owningId index is built
+        after (as for staged rows, :meth:`begin_relation`). No row passes through Python."""
+        self._empty_join_table(class_name, field)
+        adapter: Any = self.adapter
+        db: sqlite3.Connection = adapter.db
+        db.execute("ATTACH DATABASE ? AS src", (path,))
+        try:
+            with adapter._write():
+                db.execute(f'INSERT OR IGNORE INTO {quote(join_table(field, class_name))} ("relatedId", "owningId") '
+                           f'SELECT "relatedId", "owningId" FROM ({select}) ORDER BY "relatedId", "owningId"', params)
+            count = db.execute(f"SELECT count(*) FROM ({select})", params).fetchone()[0]
+        finally:
+            db.execute("DETACH DATABASE src")
+        await self.end_relation(class_name, field)
+        return count
 
     async def write_rows(self, schema: ClassSchema, rows: list[list[Any]]) -> int:
         """Into one transaction kept open over batches (:meth:`should_commit`): a commit per batch writes

@@ -471,3 +471,21 @@ def test_generator_memory_does_not_grow(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
     assert peaks[1] < peaks[0] * 1.5 + 500_000, peaks
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_relation_rows_read_from_the_plan_index_are_the_join_files(export: ExportFacts, export_zip: ExportFacts,
+                                                                   zipped: bool) -> None:
+    """After the schema pass, relation rows come from its index (parsed once); the same rows, in the same
+    batches, as reading the join files again."""
+    src = ExportSource((export_zip if zipped else export).path)
+    run(src.open())
+    run(src.schema())
+    joins = sorted(src._joins)
+    assert joins and all(src.relation_rows_sql(*key) is not None for key in joins)
+    from_index = {key: relations_of(src, *key, batch_size=7) for key in joins}
+    src._drop_index()
+    assert all(src.relation_rows_sql(*key) is None for key in joins)
+    assert {key: relations_of(src, *key, batch_size=7) for key in joins} == from_index
+    assert sum(len(rows) for batches in from_index.values() for rows in batches) > 0
+    run(src.close())

@@ -501,3 +501,49 @@ def test_worker_rows_into_a_postgres_destination_that_has_them_are_already_there
     assert all(c["copied"] == 0 for c in again["classes"].values())
     tables = _dump(uri)
     assert {n: len(tables[n]) for n in first["classes"]} == {n: c["copied"] for n, c in first["classes"].items()}
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(tmp_path: Path, zipped: bool,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export's relation rows go into SQLite straight from the schema pass's index (one statement, no
+    Python); the destination and report must be what reading the join files again gives, also when the
+    join tables already hold some of the rows (``--mode merge``)."""
+    from tests.support.export_gen import generate_export
+
+    from parsectl.migrate.writers import SQLiteWriter
+
+    facts = generate_export(tmp_path / ("e.zip" if zipped else "e"), objects=400, problems=True, zip=zipped)
+    dumps, reports = [], []
+    direct_load = SQLiteWriter.load_relation_sql
+    for direct in (True, False):
+        uri = f"sqlite:///{tmp_path / f'{direct}.db'}"
+        loaded: list[int | None] = []
+
+        async def spy(self: SQLiteWriter, *args: Any) -> int | None:
+            loaded.append(await direct_load(self, *args))
+            return loaded[-1]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(SQLiteWriter, "load_relation_sql", spy)
+            if not direct:
+                patch.setattr(ExportSource, "relation_rows_sql", lambda *_: None)
+            for run in range(2):
+                options = Options(on_problem="skip", state_dir=tmp_path / f"state-{direct}-{run}",
+                                  mode="merge" if run else None)
+                report = asyncio.run(Migration(ExportSource(facts.path), uri, options).run()).to_json()
+                if run == 0:  # half of every join table's rows are lost; the second run puts them back
+                    db = sqlite3.connect(uri.removeprefix("sqlite:///"))
+                    joins = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE '_Join:%'")]
+                    for name in joins:
+                        db.execute(f'DELETE FROM "{name}" WHERE rowid % 2 = 0')
+                    db.commit()
+                    db.close()
+        assert bool(loaded) == direct and all(n for n in loaded)  # straight from the index, or never
+        report.pop("seconds", None), report.pop("destination")
+        reports.append(report)
+        dumps.append(_dump(uri))
+    assert dumps[0] == dumps[1]
+    assert reports[0] == reports[1]
+    relations = {k: v for name, c in reports[0]["classes"].items() for k, v in c["relations"].items()}
+    assert relations and all(n > 0 for n in relations.values()), relations

@@ -251,6 +251,9 @@ class ExportSource:
         self.moves: dict[str, dict[str, dict[str, str]]] = {}
         self._fixes: sqlite3.Connection | None = None  # (class, objectId) -> field fixes, on disk
         self._fixes_path: str | None = None
+        # the plan's index, kept after the schema pass for its relation rows (join file -> number j)
+        self._index_path: str | None = None
+        self._join_numbers: dict[tuple[str, str], int] = {}
         self.description = f"Parse export {self.path}"
         self.skipped: list[Problem] = []
         self._is_zip = self.path.is_file()
@@ -276,6 +279,7 @@ class ExportSource:
             self._fixes = None
             with contextlib.suppress(OSError):
                 os.unlink(self._fixes_path or "")
+        self._drop_index()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -399,13 +403,21 @@ class ExportSource:
             raise ValueError(f"{self.schema_file}: expected a /schemas dump ({{'results': [...]}} or a list)")
         return {item["className"]: item for item in items if isinstance(item, dict) and item.get("className")}
 
+    def _drop_index(self) -> None:
+        if self._index_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._index_path)
+            self._index_path, self._join_numbers = None, {}
+
     def _build_schema(self) -> SourceSchema:
         self._scan()
+        self._drop_index()
         stated = self._load_schema_file()
         out = SourceSchema(classes={})
         problems = _Problems(self.max_problems)
         index = _Index(self.tmp_dir)
         stats: dict[str, dict[str, _FieldStats]] = {}
+        kept = False
         try:
             join_numbers = {key: number for number, key in enumerate(sorted(self._joins))}
             scanned = self._scan_files(join_numbers)
@@ -453,8 +465,13 @@ class ExportSource:
             if self._fixes is not None:
                 self._fixes.execute("CREATE INDEX fix_key ON fix(cls, oid)")
                 self._fixes.commit()
+            if join_numbers:  # the copy reads the relation rows from it, parsed already
+                index.db.commit()
+                index.db.close()
+                self._index_path, self._join_numbers, kept = index.path, join_numbers, True
         finally:
-            index.close()
+            if not kept:
+                index.close()
         out.problems = problems.finish()
         return out
 
@@ -989,6 +1006,18 @@ class ExportSource:
 
     async def relations(self, class_name: str, field_name: str, *, batch_size: int = 5000
                         ) -> AsyncIterator[list[tuple[str, str]]]:
+        found = self.relation_rows_sql(class_name, field_name)
+        if found is not None:  # the schema pass has them: read from its index, not parsed again
+            path, select, params = found
+            db = sqlite3.connect("file::memory:", uri=True, check_same_thread=False)
+            try:
+                db.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+                cursor = db.execute(f"{select} ORDER BY rowid", params)
+                while pairs := await asyncio.to_thread(cursor.fetchmany, batch_size):
+                    yield pairs
+            finally:
+                db.close()
+            return
         self._scan()
         entry = self._joins.get((class_name, field_name))
         if entry is None:
@@ -1000,6 +1029,15 @@ class ExportSource:
                     yield pairs
                 if len(pairs) < batch_size:
                     return
+
+    def relation_rows_sql(self, class_name: str, field_name: str) -> tuple[str, str, tuple[Any, ...]] | None:
+        """Where the relation's rows are once :meth:`schema` has run: an SQLite file, and a query of their
+        (owningId, relatedId) in file order on it attached as ``src``, with its parameters. None: read
+        them with :meth:`relations`."""
+        j = self._join_numbers.get((class_name, field_name))
+        if self._index_path is None or j is None:
+            return None
+        return self._index_path, 'SELECT oid AS "owningId", rid AS "relatedId" FROM src.rel WHERE j = ?', (j,)
 
     # --- files ------------------------------------------------------------------------------------------
     async def file_bytes(self, name: str, url: str | None) -> bytes | None:
