@@ -489,3 +489,27 @@ def test_relation_rows_read_from_the_plan_index_are_the_join_files(export: Expor
     assert {key: relations_of(src, *key, batch_size=7) for key in joins} == from_index
     assert sum(len(rows) for batches in from_index.values() for rows in batches) > 0
     run(src.close())
+
+
+def test_temporary_files_of_killed_migrations_are_removed(export: ExportFacts, tmp_path: Path) -> None:
+    """The schema pass's index and fixes are temporary files named after their process; one that a killed
+    migration left (its process is gone) is removed by the next schema pass, others are kept."""
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = [tmp_path / f"parsectl-export-{gone.pid}-abc_1.sqlite", tmp_path / f"parsectl-fixes-{gone.pid}-x.sqlite"]
+    alive = [tmp_path / f"parsectl-export-{os.getppid()}-def.sqlite", tmp_path / "parsectl-export-other.sqlite",
+             tmp_path / f"notes-{gone.pid}-1.sqlite"]
+    for path in stale + alive:
+        path.write_bytes(b"")
+    src = ExportSource(export.path, tmp_dir=tmp_path)
+    run(src.open())
+    run(src.schema())
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in alive)
+    assert src._index_path is not None and Path(src._index_path).parent == tmp_path
+    assert Path(src._index_path).name.startswith(f"parsectl-export-{os.getpid()}-")
+    run(src.close())  # and its own index is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in alive)

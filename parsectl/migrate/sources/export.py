@@ -108,7 +108,7 @@ class _Index:
     """The on-disk tables one schema pass fills: objectIds by class, pointers, relation rows, unique keys."""
 
     def __init__(self, directory: str | None) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="parsectl-export-", suffix=".sqlite", dir=directory)
+        fd, self.path = _temp_file("export", directory)
         os.close(fd)
         self.db = sqlite3.connect(self.path)
         self.db.executescript(
@@ -412,6 +412,7 @@ class ExportSource:
     def _build_schema(self) -> SourceSchema:
         self._scan()
         self._drop_index()
+        _remove_stale_temp_files(self.tmp_dir)
         stated = self._load_schema_file()
         out = SourceSchema(classes={})
         problems = _Problems(self.max_problems)
@@ -530,6 +531,7 @@ class ExportSource:
         ignored: set[str] = set()
         bad_keys: set[str] = set()
         ids_rows, ptr_rows, class_no = index.rows("ids"), index.rows("ptr"), index.class_no
+        simple, pointer_keys = _SIMPLE, {}  # a Pointer's type key per target class: one tuple, not one per value
         count = 0
         with contextlib.closing(self._iter_records(entry)) as records:
             for obj in records:
@@ -569,10 +571,16 @@ class ExportSource:
                         stats = fields[key] = _FieldStats()
                     if bad_keys and key in bad_keys:
                         renamed = True
-                    tkey = _type_key(value)
+                    tkey = simple.get(type(value))
                     if tkey is None:
-                        stats.nulls += 1
-                        continue
+                        if type(value) is dict and value.get("__type") == "Pointer" and codec.is_pointer(value):
+                            target = value["className"]
+                            tkey = pointer_keys.get(target) or pointer_keys.setdefault(target, ("Pointer", target))
+                        else:
+                            tkey = _type_key(value)
+                            if tkey is None:
+                                stats.nulls += 1
+                                continue
                     types = stats.types
                     seen = types.get(tkey, 0)
                     types[tkey] = seen + 1
@@ -803,7 +811,7 @@ class ExportSource:
 
     # --- --on-problem fix -------------------------------------------------------------------------------
     def _open_fixes(self) -> None:
-        fd, self._fixes_path = tempfile.mkstemp(prefix="parsectl-fixes-", suffix=".sqlite", dir=self.tmp_dir)
+        fd, self._fixes_path = _temp_file("fixes", self.tmp_dir)
         os.close(fd)
         self._fixes = sqlite3.connect(self._fixes_path, check_same_thread=False)
         self._fixes.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
@@ -1155,6 +1163,28 @@ def _pointers(value: Any, field_name: str, cls: int, oid: str, index: _Index, de
         for item in items:
             if isinstance(item, dict | list):
                 _pointers(item, field_name, cls, oid, index, depth + 1)
+
+
+def _temp_file(kind: str, directory: str | None) -> tuple[int, str]:
+    """A new temporary SQLite file named after this process (see :func:`_remove_stale_temp_files`)."""
+    return tempfile.mkstemp(prefix=f"parsectl-{kind}-{os.getpid()}-", suffix=".sqlite", dir=directory)
+
+
+def _remove_stale_temp_files(directory: str | None) -> None:
+    """Delete the temporary files of migrations whose process is gone (killed: ``kill -9`` leaves them,
+    and a big export's index is large)."""
+    folder = Path(directory or tempfile.gettempdir())
+    for path in folder.glob("parsectl-*-*-*.sqlite"):
+        match = re.fullmatch(r"parsectl-(?:export|fixes)-(\d+)-\w+\.sqlite", path.name)
+        if match is None or int(match[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(match[1]), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        except OSError:  # alive (another user's process), or cannot tell: kept
+            continue
 
 
 def _line_text(line: bytes) -> bytes:
