@@ -509,9 +509,8 @@ def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(tmp_path: 
     """An export's relation rows go into SQLite straight from the schema pass's index (one statement, no
     Python); the destination and report must be what reading the join files again gives, also when the
     join tables already hold some of the rows (``--mode merge``)."""
-    from tests.support.export_gen import generate_export
-
     from parsectl.migrate.writers import SQLiteWriter
+    from tests.support.export_gen import generate_export
 
     facts = generate_export(tmp_path / ("e.zip" if zipped else "e"), objects=400, problems=True, zip=zipped)
     dumps, reports = [], []
@@ -520,7 +519,7 @@ def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(tmp_path: 
         uri = f"sqlite:///{tmp_path / f'{direct}.db'}"
         loaded: list[int | None] = []
 
-        async def spy(self: SQLiteWriter, *args: Any) -> int | None:
+        async def spy(self: SQLiteWriter, *args: Any, loaded: list[int | None] = loaded) -> int | None:
             loaded.append(await direct_load(self, *args))
             return loaded[-1]
 
