@@ -27,7 +27,8 @@ into a cache dir under /tmp (reused by later runs). For each target and size:
 * ratio = migrate objects/s / raw rows/s. Issue #4's target: >= 0.5, and a peak RSS that does not grow with
   the export's size.
 
-PostgreSQL is a private cluster (`tests.support.pg.pg_cluster()`, fsync off), MongoDB the SecantusDB test
+PostgreSQL is a private cluster with PostgreSQL's durable defaults (`tests.support.pg.pg_cluster(durable=True)`:
+fsync, synchronous commits and full-page writes on, as in production), MongoDB the SecantusDB test
 server (`tests.support.mongo.mongo_server()`, or PARSECTL_TEST_MONGODB_URI). Everything is on 127.0.0.1.
 Results go to bench/results/migrate-latest.json and .md (the table is also printed). This is a benchmark,
 not a test: a failing or slow migration is reported, not worked around.
@@ -713,10 +714,10 @@ def target_env(name: str) -> Iterator[dict[str, Any]]:
     if name == "postgres":
         from tests.support.pg import pg_cluster
 
-        with pg_cluster() as cluster:
+        with pg_cluster(durable=True) as cluster:
             yield {
                 "cluster": cluster,
-                "server": f"PostgreSQL (private cluster, fsync=off) {_pg_version(cluster)}",
+                "server": f"PostgreSQL (private cluster, durable defaults: fsync on) {_pg_version(cluster)}",
             }
     elif name == "mongodb":
         from tests.support.mongo import ENV_URI, mongo_server

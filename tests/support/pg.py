@@ -89,8 +89,11 @@ def _run(cmd: list[str], run_as: str | None, timeout: float = 60, **kw) -> subpr
 
 
 @contextlib.contextmanager
-def pg_cluster() -> Iterator[PgCluster]:
-    """Start a private PostgreSQL cluster; yield a PgCluster whose `uri` is postgres://user:pass@127.0.0.1:PORT/db."""
+def pg_cluster(*, durable: bool = False) -> Iterator[PgCluster]:
+    """Start a private PostgreSQL cluster; yield a PgCluster whose `uri` is postgres://user:pass@127.0.0.1:PORT/db.
+
+    Tests run it with fsync off; ``durable``: PostgreSQL's defaults (fsync, synchronous commits, full-page
+    writes), as a production server runs (benchmarks)."""
     bindir = find_bindir()
     run_as = _ensure_os_user()
     base = Path(tempfile.mkdtemp(prefix="parsectl-pg-"))
@@ -118,9 +121,10 @@ def pg_cluster() -> Iterator[PgCluster]:
         )
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-            "-c shared_buffers=64MB"
+            "-c max_connections=200 -c shared_buffers=64MB"
         )
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         _run([str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"],
              run_as, timeout=90)
         started = True
