@@ -14,12 +14,11 @@ column for, an internal ``_`` key, a missing objectId or timestamp, a value the 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from parsectl.model import codec
-from parsectl.model.schema import field_name_is_valid
+from parsectl.model.objects import valid_field_name
 
 if TYPE_CHECKING:
     from parsectl.migrate.writers import _Plan
@@ -80,11 +79,6 @@ def _converter(field_type: str, encode: Converter | None) -> Converter:
     return {"Date": date, "Pointer": pointer, "File": file}[field_type]
 
 
-@functools.lru_cache(maxsize=4096)
-def _valid_name(key: str) -> bool:
-    return field_name_is_valid(key)
-
-
 def _relation(v: Any) -> None:
     """A Relation field's value: left out (its rows come from the join file)."""
     if type(v) is not dict or v.get("__type") != "Relation":
@@ -112,13 +106,13 @@ def row_maker(plan: _Plan) -> RowMaker | None:
                                                      "updatedAt": (2, _stamp), "ACL": (-1, None),
                                                      "className": (-2, None), "__type": (-2, None)}
     for name, (index, encode) in plan.slots.items():
-        if name not in keys and index > 4 and not name.startswith("_") and field_name_is_valid(name):
+        if name not in keys and index > 4 and not name.startswith("_") and valid_field_name(name):
             keys[name] = (index, _converter(schema.fields[name]["type"], encode))
     for name, field_type in schema.fields.items():
-        if name not in plan.slots and field_type["type"] == "Relation" and field_name_is_valid(name):
+        if name not in plan.slots and field_type["type"] == "Relation" and valid_field_name(name):
             keys[name] = (-3, _relation)
     lookup = keys.get
-    valid_name = _valid_name
+    valid_name = valid_field_name
 
     def make(obj: dict[str, Any]) -> Row | None:
         oid = obj.get("objectId")

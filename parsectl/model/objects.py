@@ -21,7 +21,7 @@ from parsectl.model.schema import USER_INTERNAL_FIELDS, field_name_is_valid
 StoredObject = dict[str, Any]
 
 # field names repeat across objects: each is checked once
-_valid_name = functools.lru_cache(maxsize=4096)(field_name_is_valid)
+valid_field_name = functools.lru_cache(maxsize=4096)(field_name_is_valid)
 
 # Export-only keys and where they go in storage form (None: dropped).
 _USER_EXPORT_KEYS = {"bcryptPassword": "_hashed_password", "sessionToken": "_session_token", "password": None}
@@ -60,7 +60,7 @@ def rest_to_storage(class_name: str, obj: dict[str, Any]) -> StoredObject:
             elif class_name == "_User" and key in USER_INTERNAL_FIELDS and value is not None:
                 out[key] = codec.normalize_value(value)
             continue
-        if not _valid_name(key):
+        if not valid_field_name(key):
             raise ParseError(errors.INVALID_KEY_NAME, f"Invalid field name: {key}.")
         kind = type(value)
         if kind is str or kind is bool or kind is float:  # the common scalars are their own wire form
