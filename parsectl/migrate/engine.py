@@ -197,6 +197,14 @@ async def _prefetch(batches: AsyncIterator[_T]) -> AsyncIterator[_T]:
 # --- the run ------------------------------------------------------------------------------------------------
 
 
+def _file_urls(files: dict[str, str | None], batch: Batch) -> None:
+    """Give the files collected from a batch's objects (storage form names a File, nothing more) the URL the
+    source read with them (``batch.files``), where it has one."""
+    for name, url in batch.files.items():
+        if url and name in files and files[name] is None:
+            files[name] = url
+
+
 def _count(progress: dict[str, Any], batch: Batch, written: int, inserted: int) -> None:
     """A class's progress after a batch: ``written`` objects sent, ``inserted`` of them new."""
     progress["copied"] += inserted
@@ -253,6 +261,8 @@ class Migration:
             gc.set_threshold(*thresholds)
 
     async def _run_all(self, started: float) -> Report:
+        if self.options.files and hasattr(self.source, "collect_files"):
+            self.source.collect_files = True  # its batches name the files with the URLs the records give
         await self.source.open()
         try:
             await self.dest.open()
@@ -395,12 +405,13 @@ class Migration:
                 async for batch in self.source.objects(name, batch_size=self.options.batch_size):
                     for obj in batch.objects:
                         file_names(obj, files)
+                    _file_urls(files, batch)
         else:
             await self.writer.begin_class(schema)
             checks_size = getattr(self.source, "checks_size", False)  # too-large objects are plan problems
             rows_spec = None
             if getattr(self.source, "makes_rows", False) and self.writer.row_kind is not None:
-                rows_spec = (self.writer.row_kind, schema, self.options.files)
+                rows_spec = (self.writer.row_kind, schema)
             batches = _prefetch(self.source.objects(name, after=progress["checkpoint"],
                                                     batch_size=self.options.batch_size,
                                                     **({"rows": rows_spec} if rows_spec else {})))
@@ -425,6 +436,8 @@ class Migration:
                     if not mongo and "_session_token" in obj:
                         self.legacy_tokens += 1
                     keep.append(obj)
+                if self.options.files:
+                    _file_urls(files, batch)
                 _count(progress, batch, len(keep), await self.writer.write(schema, keep))
                 await self._checkpoint(state)
                 self.progress.advance(name, len(batch.objects))

@@ -32,7 +32,7 @@ import ijson
 import orjson
 
 from parsectl.migrate.rest_rows import RowMaker, row_maker
-from parsectl.migrate.source import Batch, Problem, SourceSchema
+from parsectl.migrate.source import Batch, Problem, SourceSchema, file_names
 from parsectl.model import codec, errors
 from parsectl.model.errors import ParseError
 from parsectl.model.objects import rest_to_storage
@@ -254,6 +254,9 @@ class ExportSource:
         # the plan's index, kept after the schema pass for its relation rows (join file -> number j)
         self._index_path: str | None = None
         self._join_numbers: dict[tuple[str, str], int] = {}
+        # set by a migration with --files: batches carry the File names they reference, with the URLs of
+        # the records (storage form keeps only the names, and without --files-from the URL is the way to them)
+        self.collect_files = False
         self.description = f"Parse export {self.path}"
         self.skipped: list[Problem] = []
         self._is_zip = self.path.is_file()
@@ -891,7 +894,7 @@ class ExportSource:
         A big class file is read and converted by worker processes (:mod:`.export_worker`), so parsing
         the export and writing the destination use several cores: one worker per spare core when the
         file holds one record per line (each converts every other batch), else one; small files are read
-        in a thread. ``rows`` (``(BulkWriter.row_kind, schema, want files)``): the workers also make the
+        in a thread. ``rows`` (``(BulkWriter.row_kind, schema)``): the workers also make the
         writer's rows (see :class:`Batch`)."""
         entry = self.class_files.get(class_name)
         if entry is None:
@@ -975,6 +978,7 @@ class ExportSource:
             return self._take(class_name, records, batch_size, position)  # objects, made into rows by the caller
         rows: list[list[Any]] = []
         ids: list[str] = []
+        files: dict[str, str | None] = {}
         n = 0
         for obj in records:
             n += 1
@@ -982,16 +986,21 @@ class ExportSource:
             if row is None:
                 taken, _, _ = self._take(class_name, iter((obj,)), 1, position + n - 1)
                 row = plan.rows(taken.objects)[0] if taken.objects else None
+                for name, url in taken.files.items():
+                    files.setdefault(name, url)
+            elif self.collect_files:
+                file_names(obj, files)
             if row is not None:
                 rows.append(row)
                 ids.append(row[0])
             if n >= batch_size:
-                return Batch([], "", rows, ids), n, False
-        return Batch([], "", rows, ids), n, True
+                break
+        return Batch([], "", rows, ids, files), n, n < batch_size
 
     def _take(self, class_name: str, records: Iterator[Any], batch_size: int, position: int
               ) -> tuple[Batch, int, bool]:
         out: list[StoredObject] = []
+        files: dict[str, str | None] = {}
         n = 0
         renames = self.renames.get(class_name)
         done = True
@@ -1003,6 +1012,8 @@ class ExportSource:
                 if renames:
                     self._fix_batch(class_name, [obj])
                 out.append(rest_to_storage(class_name, obj))
+                if self.collect_files:
+                    file_names(obj, files)
             except ParseError as exc:
                 self.skipped.append(_skip_problem(class_name, obj, exc, position + n))
             if n >= batch_size:  # batches of batch_size records (fewer objects when some cannot be stored)
@@ -1010,7 +1021,7 @@ class ExportSource:
                 break
         if self.fix:
             self._fix_objects(class_name, out)
-        return Batch(out, ""), n, done
+        return Batch(out, "", files=files), n, done
 
     async def relations(self, class_name: str, field_name: str, *, batch_size: int = 5000
                         ) -> AsyncIterator[list[tuple[str, str]]]:

@@ -49,26 +49,20 @@ def _receive_rows(recv: Connection, pickled: bool) -> tuple[Any, ...]:
     return pickle.loads(payload) if pickled else marshal.loads(payload)
 
 
-def _send_rows(send: Connection, plan: Any, batch: Batch, want_files: bool, skipped: list[Any]) -> None:
+def _send_rows(send: Connection, plan: Any, batch: Batch, skipped: list[Any]) -> None:
     """A batch as the writer's rows (marshal: several times faster to read back than objects)."""
-    from parsectl.migrate.source import file_names
-
     objects, checkpoint = batch.objects, batch.checkpoint
-    files: dict[str, str | None] = {}
     if batch.rows is not None:
         rows, ids, tokens = batch.rows, batch.ids, 0  # made from the records (no users: no session tokens)
     else:
         rows, ids = plan.rows(objects), [obj["objectId"] for obj in objects]
         tokens = sum("_session_token" in obj for obj in objects)
-        if want_files:
-            for obj in objects:
-                file_names(obj, files)
-    payload = (rows, ids, files, tokens)
+    payload = (rows, ids, batch.files, tokens)
     try:
         data, pickled = marshal.dumps(payload), False
     except ValueError:  # a value marshal cannot write
         data, pickled = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), True
-    send.send(("rows", pickled, checkpoint, skipped))
+    send.send(("rows", pickled, checkpoint, skipped, None))  # the files come with the rows
     send.send_bytes(data)
 
 
@@ -147,12 +141,12 @@ class ObjectReader:
                 stride: int = 1, offset: int = 0) -> None:
         """Ask for a class's batches (then read them with :meth:`receive`): with ``stride`` > 1, only every
         ``stride``-th batch of ``batch_size`` records from the ``offset``-th (other readers make the rest);
-        with ``rows`` (``(row kind, ClassSchema, want files)``), batches come as the writer's rows."""
+        with ``rows`` (``(row kind, ClassSchema)``), batches come as the writer's rows."""
         self._ready()
         assert self._send is not None
         try:
             self._send.send(("objects", class_name, after, batch_size, self.source.renames, self.source.moves,
-                             self.source._fixes_path, rows, stride, offset))
+                             self.source._fixes_path, rows, stride, offset, self.source.collect_files))
         except OSError:
             self.stop()
             raise ReaderUnavailable("the export reader process is not running") from None
@@ -178,7 +172,7 @@ class ObjectReader:
             if kind == "parse-error":
                 self.stop()
                 raise ParseError(message[1], message[2])
-            _, chunks, checkpoint, skipped = message
+            _, chunks, checkpoint, skipped, files = message
             self.source.skipped.extend(skipped)
             try:
                 if kind == "rows":
@@ -192,7 +186,7 @@ class ObjectReader:
             except (EOFError, OSError):
                 self.stop()
                 raise RuntimeError("the export reader process ended unexpectedly") from None
-            yield Batch(objects, checkpoint)
+            yield Batch(objects, checkpoint, files=files)
 
     async def batches(self, class_name: str, after: str | None, batch_size: int,
                       rows: tuple[Any, ...] | None = None) -> AsyncIterator[Batch]:
@@ -296,7 +290,8 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
             except (BrokenPipeError, OSError):
                 return
             continue
-        _, class_name, after, batch_size, source.renames, source.moves, fixes_path, rows, stride, offset = request
+        (_, class_name, after, batch_size, source.renames, source.moves, fixes_path, rows, stride, offset,
+         source.collect_files) = request
         if fixes_path and source._fixes_path != fixes_path:  # --on-problem fix: the repairs the plan chose
             if source._fixes is not None:
                 source._fixes.close()
@@ -308,20 +303,18 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
 
             plan = row_plan(rows[0], rows[1])
         try:
-            # with --files, the files are collected from the objects: their rows are made from them
-            for batch in source.iter_batches(class_name, after, batch_size, stride, offset,
-                                             plan=None if rows is None or rows[2] else plan):
+            for batch in source.iter_batches(class_name, after, batch_size, stride, offset, plan=plan):
                 objects = batch.objects
                 if plan is not None:
-                    _send_rows(send, plan, batch, rows[2], list(source.skipped))
+                    _send_rows(send, plan, batch, list(source.skipped))
                     source.skipped.clear()
                     continue
                 try:
                     chunks = [orjson.dumps(objects[i:i + CHUNK]) for i in range(0, len(objects), CHUNK)]
                 except TypeError:  # a value orjson cannot write: the objects go pickled instead
-                    send.send(("batch", objects, batch.checkpoint, list(source.skipped)))
+                    send.send(("batch", objects, batch.checkpoint, list(source.skipped), batch.files))
                 else:
-                    send.send(("batch", len(chunks), batch.checkpoint, list(source.skipped)))
+                    send.send(("batch", len(chunks), batch.checkpoint, list(source.skipped), batch.files))
                     for chunk in chunks:
                         send.send_bytes(chunk)
                 source.skipped.clear()
