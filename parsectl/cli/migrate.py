@@ -17,6 +17,9 @@ Examples:
 
   parsectl migrate --from export.zip --to mongodb://db:27017/parse --files --files-from ./files
 
+  parsectl migrate --from export.zip --to sqlite:///parse.db --files \
+      --files-url-rewrite http://files.parsetfss.com/=https://files-mirror.example.com/
+
   parsectl migrate --from https://old.example.com/parse --app-id APP --master-key KEY --to sqlite:///parse.db
 
   parsectl migrate --from mongodb://old:27017/parse --to postgres://... --mode merge --yes
