@@ -135,10 +135,17 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
     facts, base = export
     pg.psql("CREATE DATABASE migrated", database="postgres")
     dest = pg.uri.rsplit("/", 1)[0] + "/migrated"
-    migrate("--from", str(base / "app.zip"), "--to", dest, "--secure-clps", cwd=tmp_path)
-    assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest,
-                                           cwd=tmp_path).stdout
-    with reference_server(dest) as node:
+    node_dir = tmp_path / "node"  # node's FSFilesAdapter reads <its working directory>/files
+    files_adapter = json.dumps({"module": "fs", "options": {"filesDirectory": str(node_dir / "files")}})
+    migrate("--from", str(base / "app.zip"), "--to", dest, "--secure-clps", "--files", "--files-from",
+            str(base / "files"), "--files-adapter", files_adapter, cwd=tmp_path)
+    assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files",
+                                           "--files-adapter", files_adapter, cwd=tmp_path).stdout
+    with reference_server(dest, work_dir=node_dir) as node:
+        # the migrated files are served by node, byte for byte, under the names the objects keep
+        for name in facts.file_names:
+            r = httpx.get(f"{node.server_url}/files/{node.app_id}/{name}")
+            assert r.status_code == 200 and r.content == file_content(name), name
         for username, password in facts.passwords.items():
             r = httpx.post(f"{node.server_url}/login", json={"username": username, "password": password},
                            headers=node.headers(**{"X-Parse-Installation-Id": "11111111-2222-3333-4444-555555555555"}))

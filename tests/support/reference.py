@@ -70,12 +70,16 @@ def reference_server(
     port: int | None = None,
     startup_timeout: float = 60.0,
     cloud: Path | None = None,
+    work_dir: Path | None = None,
 ) -> Iterator[RunningServer]:
     """Start node parse-server on `database_uri` (with `cloud`, a main.js, if given); yield a RunningServer
-    once /parse/health answers."""
+    once /parse/health answers. Its working directory (where its FSFilesAdapter keeps `files/`) is
+    `work_dir` if given (kept), else a temporary one (removed)."""
     ensure_npm_ci()
     port = port or free_port()
-    work_dir = Path(tempfile.mkdtemp(prefix="parse-ref-"))
+    own_dir = work_dir is None
+    work_dir = Path(tempfile.mkdtemp(prefix="parse-ref-")) if work_dir is None else work_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / "server.log"
     env = dict(os.environ)
     env.update(
@@ -99,7 +103,8 @@ def reference_server(
         )
     finally:
         stop_process(proc, timeout=5)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        if own_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def ready_info(log_path: Path) -> dict | None:
