@@ -3,26 +3,34 @@
 Checks: the report, `migrate verify` (and that it catches a corrupted row), idempotent re-runs, the
 non-empty-destination guard, resuming after `kill -9`, parsectl serving the result (objects, relations,
 files), and the real node parse-server serving the PostgreSQL result (users log in with their old
-passwords, roles, pointers).
+passwords, roles, pointers). On that result, the official JS SDK (tests/js/migrated.js) then drives node
+parse-server and `parsectl serve` alike: logins with the old passwords, objects, pointer and relation
+queries, roles and their inheritance, ACLs, and file URLs resolving to the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
+import zipfile
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.support import JS_DIR, SetupError
 from tests.support.export_gen import ExportFacts, file_content, generate_export
 from tests.support.parsectl_proc import parsectl_command, parsectl_server
 from tests.support.pg import PgCluster
-from tests.support.reference import reference_server
+from tests.support.reference import node_bin, reference_server
+from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.slow
 
@@ -166,6 +174,99 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
                       headers=node.headers(master=True))
         assert r.status_code == 200 and any(isinstance(c.get("post"), dict) and c["post"].get("__type") == "Object"
                                             for c in r.json()["results"])
+        expect = _sdk_expectations(facts, base / "app.zip", tmp_path / "expect.json")
+        _assert_sdk_report(_run_sdk_check(node, tmp_path / "expect.json"), expect)
+    # parsectl serve on the same database and files: the same, through the same SDK script
+    config = tmp_path / "parsectl.json"
+    config.write_text(json.dumps({"filesAdapter": json.loads(files_adapter)}))
+    with parsectl_server(data_dir=tmp_path / "parsectl-data", database_uri=dest,
+                         extra_args=["--config", str(config)]) as srv:
+        _assert_sdk_report(_run_sdk_check(srv, tmp_path / "expect.json"), expect)
+
+
+def _export_records(export_zip: Path) -> dict[str, list[dict[str, Any]]]:
+    with zipfile.ZipFile(export_zip) as z:
+        return {name.removesuffix(".json"): json.loads(z.read(name))["results"] for name in z.namelist()
+                if name.endswith(".json")}
+
+
+def _sdk_expectations(facts: ExportFacts, export_zip: Path, path: Path) -> dict[str, Any]:
+    """What tests/js/migrated.js should see on the migrated export (picked from the export's own files);
+    written to ``path`` for the script."""
+    records = _export_records(export_zip)
+    users = {uid: name for name, uid in facts.user_ids.items() if name in facts.passwords}
+    login = {name: {"username": name, "password": facts.passwords[name]} for name in facts.passwords}
+    comments = Counter(c["post"]["objectId"] for c in records["Comment"])
+    post = next(p for p in records["Post"] if p["objectId"] == comments.most_common(1)[0][0])
+    likes: dict[str, list[str]] = {}
+    for row in records["_Join:likes:Post"]:
+        likes.setdefault(row["owningId"], []).append(row["relatedId"])
+    liked = max(likes, key=lambda k: len(likes[k]))
+    role_ids = facts.role_ids
+    role_names = {v: k for k, v in role_ids.items()}
+    role_users = {name: sorted(r["relatedId"] for r in records["_Join:users:_Role"] if r["owningId"] == rid)
+                  for name, rid in role_ids.items()}
+    role_roles = {name: sorted(role_names[r["relatedId"]] for r in records["_Join:roles:_Role"]
+                               if r["owningId"] == rid) for name, rid in role_ids.items()}
+    admin, moderator, outsider = (users[role_users["Administrators"][0]], users[role_users["Moderators"][0]],
+                                  next(n for n in login if facts.user_ids[n] not in sum(role_users.values(), [])))
+    private = next(c for c in records["Comment"] if list(c.get("ACL") or {}) == [c["author"]["objectId"]]
+                   and c["author"]["objectId"] in users and c["post"]["objectId"] != post["objectId"])
+    other = next(n for n in login if facts.user_ids[n] != private["author"]["objectId"])
+    admin_object = next(c for c in records["Comment"] if "role:Administrators" in (c.get("ACL") or {})
+                        and c["author"]["objectId"] not in (facts.user_ids[admin], facts.user_ids[moderator])
+                        and c["objectId"] != private["objectId"])
+    with_image = next(p for p in records["Post"] if "image" in p)
+    expect = {
+        "logins": list(login.values()),
+        "user_ids": {name: facts.user_ids[name] for name in login},
+        "post": {"objectId": post["objectId"], "title": post["title"], "createdAt": post["createdAt"],
+                 "updatedAt": post["updatedAt"], "tags": post["tags"], "author": post["author"]["objectId"],
+                 "comments": comments[post["objectId"]]},
+        "likes": {"postId": liked, "userIds": sorted(likes[liked])},
+        "roles": role_ids,
+        "role_members": {name: {"name": name, "users": role_users[name], "roles": role_roles[name]}
+                         for name in role_ids},
+        "private": {"className": "Comment", "objectId": private["objectId"],
+                    "owner": login[users[private["author"]["objectId"]]], "other": login[other]},
+        "adminObject": {"className": "Comment", "objectId": admin_object["objectId"], "admin": login[admin],
+                        "moderator": login[moderator]},
+        "inheritance": {"admin": login[admin], "outsider": login[outsider]},
+        "file": {"postId": with_image["objectId"], "name": with_image["image"]["name"],
+                 "sha256": hashlib.sha256(file_content(with_image["image"]["name"])).hexdigest()},
+    }
+    path.write_text(json.dumps(expect))
+    return expect
+
+
+def _run_sdk_check(server: RunningServer, expect_path: Path) -> dict[str, Any]:
+    env = {**os.environ, "PARSE_SERVER_URL": server.server_url, "PARSE_APP_ID": server.app_id,
+           "PARSE_MASTER_KEY": server.master_key, "EXPECT": str(expect_path)}
+    proc = subprocess.run([node_bin(), str(JS_DIR / "migrated.js")], capture_output=True, text=True, timeout=180,
+                          env=env, cwd=JS_DIR)
+    if proc.returncode != 0:
+        raise SetupError(f"migrated.js failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_sdk_report(report: dict[str, Any], expect: dict[str, Any]) -> None:
+    """The JS SDK saw the export: logins, objects, pointer and relation queries, roles, ACLs, files."""
+    def ok(name: str) -> Any:
+        assert report[name]["ok"], (name, report[name])
+        return report[name]["result"]
+
+    assert ok("logins") == expect["user_ids"]
+    assert ok("wrong_password") == 101
+    post = expect["post"]
+    assert ok("post") == {"title": post["title"], "createdAt": post["createdAt"], "updatedAt": post["updatedAt"],
+                          "tags": post["tags"], "author": post["author"], "authorClass": "_User"}
+    assert ok("comments_on_post") == {"count": post["comments"], "included": True}
+    assert ok("likes") == expect["likes"]["userIds"]
+    assert ok("roles") == expect["role_members"]
+    assert ok("private_object") == {"owner": {"read": True, "write": True}, "other": {"read": 101}}
+    assert ok("admin_object") == {"admin": {"read": True, "write": True}, "moderator": {"read": True, "write": 101}}
+    assert ok("inherited_role") == {"admin": True, "outsider": 101}
+    assert ok("file") == {"name": expect["file"]["name"], "status": 200, "sha256": expect["file"]["sha256"]}
 
 
 def start_following(source: str, dest: str, cwd: Path, *, settle: float) -> subprocess.Popen[str]:
