@@ -102,14 +102,25 @@ def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportF
     assert bad.returncode == 1 and post_id in bad.stdout and "MISMATCH" in bad.stdout
 
 
-@pytest.mark.parametrize("readers", ["thread", "worker processes"])
-def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path, readers: str) -> None:
+@pytest.mark.parametrize(("destination", "readers"), [
+    ("sqlite", "thread"), ("sqlite", "worker processes"),
+    pytest.param("postgres", "worker processes", marks=pytest.mark.reference),
+])
+def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path, request: pytest.FixtureRequest,
+                                                   destination: str, readers: str) -> None:
     """Killed with kill -9 during the copy, then run again: it resumes and the result verifies. Both ways of
     reading the export: in a thread (small files) and by worker processes taking turns (big files; every
-    file counts as big here)."""
+    file counts as big here); into SQLite (commits grouped over a second) and PostgreSQL (a commit per
+    batch; the batch that meets rows already there is loaded the idempotent way)."""
     base = tmp_path / "big"
     generate_export(base / "export", objects=20_000)
-    dest = f"sqlite:///{tmp_path / 'resume.db'}"
+    if destination == "sqlite":
+        dest = f"sqlite:///{tmp_path / 'resume.db'}"
+    else:
+        pg: PgCluster = request.getfixturevalue("pg")
+        pg.psql("DROP DATABASE IF EXISTS resumed", database="postgres")
+        pg.psql("CREATE DATABASE resumed", database="postgres")
+        dest = pg.uri.rsplit("/", 1)[0] + "/resumed"
     env = {"PARSECTL_MIGRATE_PARALLEL_MIN_BYTES": "0" if readers == "worker processes" else str(2**40)}
     proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", str(base / "export"), "--to", dest,
                              "--batch-size", "200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
