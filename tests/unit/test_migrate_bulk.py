@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -503,46 +504,94 @@ def test_worker_rows_into_a_postgres_destination_that_has_them_are_already_there
     assert {n: len(tables[n]) for n in first["classes"]} == {n: c["copied"] for n, c in first["classes"].items()}
 
 
-@pytest.mark.parametrize("zipped", [False, True])
-def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(tmp_path: Path, zipped: bool,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """An export's relation rows go into SQLite straight from the schema pass's index (one statement, no
-    Python); the destination and report must be what reading the join files again gives, also when the
-    join tables already hold some of the rows (``--mode merge``)."""
-    from parsectl.migrate.writers import SQLiteWriter
+@pytest.mark.parametrize(("kind", "zipped"), [
+    ("sqlite", False), ("sqlite", True), pytest.param("postgres", False, marks=pytest.mark.reference),
+])
+def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(
+        tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, kind: str,
+        zipped: bool) -> None:
+    """An export's relation rows go straight from the schema pass's index into the destination: on SQLite
+    in one statement, on PostgreSQL in one COPY into an empty join table whose key is built after. The
+    destination and report must be what reading the join files again gives: with a row the join file
+    repeats (PostgreSQL cannot build the key then and loads that relation row by row), and with ``--mode
+    merge`` into join tables that lost half their rows (PostgreSQL loads those row by row too)."""
+    from parsectl.migrate.writers import PostgresWriter, SQLiteWriter
     from tests.support.export_gen import generate_export
 
-    facts = generate_export(tmp_path / ("e.zip" if zipped else "e"), objects=400, problems=True, zip=zipped)
+    facts = generate_export(tmp_path / "e", objects=400, problems=True)
+    likes = facts.path / "_Join:likes:Post.json"
+    rows = orjson.loads(likes.read_bytes())["results"]
+    likes.write_bytes(orjson.dumps({"results": [*rows, rows[0]]}))  # one row twice
+    if zipped:
+        with zipfile.ZipFile(tmp_path / "e.zip", "w") as z:
+            for part in facts.path.iterdir():
+                z.write(part, part.name)
+    source_path = tmp_path / "e.zip" if zipped else facts.path
+    writer = SQLiteWriter if kind == "sqlite" else PostgresWriter
     dumps, reports = [], []
-    direct_load = SQLiteWriter.load_relation_sql
+    direct_load = writer.load_relation_sql
     for direct in (True, False):
-        uri = f"sqlite:///{tmp_path / f'{direct}.db'}"
-        loaded: list[int | None] = []
+        if kind == "sqlite":
+            uri = f"sqlite:///{tmp_path / f'{direct}.db'}"
+        else:
+            pg = request.getfixturevalue("pg")
+            name = f"relations_{str(direct).lower()}"
+            pg.psql(f"DROP DATABASE IF EXISTS {name}", database="postgres")
+            pg.psql(f"CREATE DATABASE {name}", database="postgres")
+            uri = pg.uri.rsplit("/", 1)[0] + "/" + name
+        loaded: list[list[tuple[str, int | None]]] = []  # per run: (relation, what the direct load gave)
 
-        async def spy(self: SQLiteWriter, *args: Any, loaded: list[int | None] = loaded) -> int | None:
-            loaded.append(await direct_load(self, *args))
-            return loaded[-1]
+        async def spy(self: Any, class_name: str, field: str, *args: Any,
+                      loaded: list[list[tuple[str, int | None]]] = loaded) -> int | None:
+            result = await direct_load(self, class_name, field, *args)
+            loaded[-1].append((field, result))
+            return result
 
         with monkeypatch.context() as patch:
-            patch.setattr(SQLiteWriter, "load_relation_sql", spy)
+            patch.setattr(writer, "load_relation_sql", spy)
             if not direct:
                 patch.setattr(ExportSource, "relation_rows_sql", lambda *_: None)
             for run in range(2):
+                loaded.append([])
                 options = Options(on_problem="skip", state_dir=tmp_path / f"state-{direct}-{run}",
                                   mode="merge" if run else None)
-                report = asyncio.run(Migration(ExportSource(facts.path), uri, options).run()).to_json()
+                report = asyncio.run(Migration(ExportSource(source_path), uri, options).run()).to_json()
                 if run == 0:  # half of every join table's rows are lost; the second run puts them back
-                    db = sqlite3.connect(uri.removeprefix("sqlite:///"))
-                    joins = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE name LIKE '_Join:%'")]
-                    for name in joins:
-                        db.execute(f'DELETE FROM "{name}" WHERE rowid % 2 = 0')
-                    db.commit()
-                    db.close()
-        assert bool(loaded) == direct and all(n for n in loaded)  # straight from the index, or never
+                    _lose_half_of_the_join_rows(uri)
+        if not direct:
+            assert loaded == [[], []]
+        elif kind == "sqlite":  # every relation in one statement, both runs
+            assert all(n for run in loaded for _, n in run) and all(loaded)
+        else:  # into empty tables at once, except the one with a repeated row; into filled ones row by row
+            first, second = loaded
+            assert dict(first)["likes"] is None and all(n for field, n in first if field != "likes")
+            assert len(first) > 1 and second and all(n is None for _, n in second)
         report.pop("seconds", None), report.pop("destination")
         reports.append(report)
         dumps.append(_dump(uri))
+        if kind == "postgres":  # the join tables' keys are back, with parse-server's names
+            import psycopg
+
+            with psycopg.connect(uri) as conn:
+                keys = conn.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'p' "
+                                    "AND conrelid::regclass::text LIKE '\"\\_Join:%'").fetchall()
+            assert keys and all(name == table.strip('"') + "_pkey" for table, name in keys), keys
     assert dumps[0] == dumps[1]
     assert reports[0] == reports[1]
     relations = {k: v for name, c in reports[0]["classes"].items() for k, v in c["relations"].items()}
     assert relations and all(n > 0 for n in relations.values()), relations
+
+
+def _lose_half_of_the_join_rows(uri: str) -> None:
+    if uri.startswith("sqlite"):
+        db = sqlite3.connect(uri.removeprefix("sqlite:///"))
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '_Join:%'"):
+            db.execute(f'DELETE FROM "{name}" WHERE rowid % 2 = 0')
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(uri) as conn:
+        for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '\\_Join:%'").fetchall():
+            conn.execute(f'DELETE FROM "{name}" WHERE "relatedId" < \'M\'')
