@@ -354,15 +354,15 @@ class PostgresWriter(BulkWriter):
                         await cur.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass "
                                           "AND contype = 'p'", (table,))
                         key = (await cur.fetchone() or [None])[0]
-                        if key is not None:
-                            await cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote(key)}")
+                        if key is None:  # not parse-server's join table: no key to rebuild
+                            return None
+                        await cur.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote(key)}")
                         async with cur.copy(f'COPY {table} ("owningId", "relatedId") FROM STDIN') as copy:
                             while chunk := await asyncio.to_thread(rows.fetchmany, 10_000):
                                 for row in chunk:
                                     await copy.write_row(row)
                                 count += len(chunk)
-                        await cur.execute(f"ALTER TABLE {table} ADD "
-                                          f"{'CONSTRAINT ' + quote(key) + ' ' if key else ''}"
+                        await cur.execute(f'ALTER TABLE {table} ADD CONSTRAINT {quote(key)} '
                                           'PRIMARY KEY ("relatedId", "owningId")')
                 except pg_errors.UniqueViolation:
                     return None
