@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -52,6 +54,18 @@ class Batch:
     ids: list[str] = field(default_factory=list)
     files: dict[str, str | None] = field(default_factory=dict)
     legacy_tokens: int = 0
+
+
+@contextlib.contextmanager
+def relation_rows(path: str, select: str, params: tuple[Any, ...]) -> Iterator[sqlite3.Cursor]:
+    """The rows of a source's ``relation_rows_sql`` query (``path`` attached read-only as ``src`` to a
+    connection of its own, usable from a thread; closed after)."""
+    db = sqlite3.connect("file::memory:", uri=True, check_same_thread=False)
+    try:
+        db.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+        yield db.execute(select, params)
+    finally:
+        db.close()
 
 
 def file_names(value: Any, out: dict[str, str | None]) -> None:

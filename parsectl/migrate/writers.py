@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from parsectl.migrate.source import relation_rows
 from parsectl.model import errors
 from parsectl.model.errors import ParseError
 from parsectl.model.schema import USER_INTERNAL_FIELDS, ClassSchema
@@ -339,11 +340,8 @@ class PostgresWriter(BulkWriter):
 
         adapter: Any = self.adapter
         table = quote(join_table(field, class_name))
-        source = sqlite3.connect(":memory:", check_same_thread=False)
         count = 0
-        try:
-            source.execute("ATTACH DATABASE ? AS src", (path,))
-            rows = source.execute(select, params)
+        with relation_rows(path, select, params) as rows:
             async with adapter.pool.connection() as conn:
                 try:
                     async with conn.transaction(), conn.cursor() as cur:
@@ -366,8 +364,6 @@ class PostgresWriter(BulkWriter):
                                           'PRIMARY KEY ("relatedId", "owningId")')
                 except pg_errors.UniqueViolation:
                     return None
-        finally:
-            source.close()
         return count
 
     async def add_relation_rows(self, class_name: str, field: str, pairs: list[tuple[str, str]]) -> None:

@@ -117,10 +117,7 @@ def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path, request: pyte
     if destination == "sqlite":
         dest = f"sqlite:///{tmp_path / 'resume.db'}"
     else:
-        pg: PgCluster = request.getfixturevalue("pg")
-        pg.psql("DROP DATABASE IF EXISTS resumed", database="postgres")
-        pg.psql("CREATE DATABASE resumed", database="postgres")
-        dest = pg.uri.rsplit("/", 1)[0] + "/resumed"
+        dest = request.getfixturevalue("pg").fresh_database("resumed")
     env = {"PARSECTL_MIGRATE_PARALLEL_MIN_BYTES": "0" if readers == "worker processes" else str(2**40)}
     proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", str(base / "export"), "--to", dest,
                              "--batch-size", "200"], cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -152,8 +149,7 @@ def test_killed_midway_then_resumed_equals_one_run(tmp_path: Path, request: pyte
 def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple[ExportFacts, Path],
                                                                     pg: PgCluster, tmp_path: Path) -> None:
     facts, base = export
-    pg.psql("CREATE DATABASE migrated", database="postgres")
-    dest = pg.uri.rsplit("/", 1)[0] + "/migrated"
+    dest = pg.fresh_database("migrated")
     node_dir = tmp_path / "node"  # node's FSFilesAdapter reads <its working directory>/files
     files_adapter = json.dumps({"module": "fs", "options": {"filesDirectory": str(node_dir / "files")}})
     migrate("--from", str(base / "app.zip"), "--to", dest, "--secure-clps", "--files", "--files-from",

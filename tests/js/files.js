@@ -6,20 +6,13 @@
 'use strict';
 
 const Parse = require('parse/node');
+const { step } = require('./step');
 
 const SERVER_URL = process.env.PARSE_SERVER_URL;
 const APP_ID = process.env.PARSE_APP_ID || 'test';
 const MASTER_KEY = process.env.PARSE_MASTER_KEY || 'test';
 const TAG = Math.random().toString(36).slice(2, 8);
 const M = { useMasterKey: true };
-
-async function step(report, name, fn) {
-  try {
-    report[name] = { ok: true, result: await fn() };
-  } catch (e) {
-    report[name] = { ok: false, error: { code: e && e.code, message: String((e && e.message) || e) } };
-  }
-}
 
 async function fetchText(url, headers) {
   const r = await fetch(url, { headers: headers || {} });

@@ -11,20 +11,13 @@
 const fs = require('fs');
 const crypto = require('crypto');
 const Parse = require('parse/node');
+const { step } = require('./step');
 
 const SERVER_URL = process.env.PARSE_SERVER_URL;
 const APP_ID = process.env.PARSE_APP_ID || 'test';
 const MASTER_KEY = process.env.PARSE_MASTER_KEY || 'test';
 const EXPECT = JSON.parse(fs.readFileSync(process.env.EXPECT, 'utf8'));
 const M = { useMasterKey: true };
-
-async function step(report, name, fn) {
-  try {
-    report[name] = { ok: true, result: await fn() };
-  } catch (e) {
-    report[name] = { ok: false, error: { code: e && e.code, message: String((e && e.message) || e) } };
-  }
-}
 
 function pointer(className, id) {
   const obj = new Parse.Object(className);

@@ -44,6 +44,12 @@ class PgCluster:
         ]
         return _run(cmd, self.run_as).stdout
 
+    def fresh_database(self, name: str) -> str:
+        """Drop and create database ``name``; its URI."""
+        self.psql(f"DROP DATABASE IF EXISTS {name}", database="postgres")
+        self.psql(f"CREATE DATABASE {name}", database="postgres")
+        return self.uri.rsplit("/", 1)[0] + "/" + name
+
 
 def find_bindir() -> Path:
     """The PostgreSQL server binaries: `pg_config --bindir`, else /usr/lib/postgresql/15/bin."""

@@ -410,11 +410,7 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
         if kind == "sqlite":
             uri = f"sqlite:///{tmp_path / f'{parallel}.db'}"
         else:
-            pg = request.getfixturevalue("pg")
-            name = f"rows_{on_problem}_{str(parallel).lower()}"
-            pg.psql(f"DROP DATABASE IF EXISTS {name}", database="postgres")
-            pg.psql(f"CREATE DATABASE {name}", database="postgres")
-            uri = pg.uri.rsplit("/", 1)[0] + "/" + name
+            uri = request.getfixturevalue("pg").fresh_database(f"rows_{on_problem}_{str(parallel).lower()}")
         source = ExportSource(facts.path, parallel=parallel, fix=on_problem == "fix", files_from=files_dir)
         options = Options(on_problem=on_problem, state_dir=tmp_path / f"state-{parallel}", batch_size=37,
                           files=files_dir is not None,
@@ -534,11 +530,7 @@ def test_relations_loaded_from_the_plan_index_are_the_join_files_rows(
         if kind == "sqlite":
             uri = f"sqlite:///{tmp_path / f'{direct}.db'}"
         else:
-            pg = request.getfixturevalue("pg")
-            name = f"relations_{str(direct).lower()}"
-            pg.psql(f"DROP DATABASE IF EXISTS {name}", database="postgres")
-            pg.psql(f"CREATE DATABASE {name}", database="postgres")
-            uri = pg.uri.rsplit("/", 1)[0] + "/" + name
+            uri = request.getfixturevalue("pg").fresh_database(f"relations_{str(direct).lower()}")
         loaded: list[list[tuple[str, int | None]]] = []  # per run: (relation, what the direct load gave)
 
         async def spy(self: Any, class_name: str, field: str, *args: Any,

@@ -32,7 +32,7 @@ import ijson
 import orjson
 
 from parsectl.migrate.rest_rows import RowMaker, row_maker
-from parsectl.migrate.source import Batch, Problem, SourceSchema, file_names
+from parsectl.migrate.source import Batch, Problem, SourceSchema, file_names, relation_rows
 from parsectl.model import codec, errors
 from parsectl.model.errors import ParseError
 from parsectl.model.objects import rest_to_storage
@@ -1028,14 +1028,9 @@ class ExportSource:
         found = self.relation_rows_sql(class_name, field_name)
         if found is not None:  # the schema pass has them: read from its index, not parsed again
             path, select, params = found
-            db = sqlite3.connect("file::memory:", uri=True, check_same_thread=False)
-            try:
-                db.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
-                cursor = db.execute(f"{select} ORDER BY rowid", params)
+            with relation_rows(path, f"{select} ORDER BY rowid", params) as cursor:
                 while pairs := await asyncio.to_thread(cursor.fetchmany, batch_size):
                     yield pairs
-            finally:
-                db.close()
             return
         self._scan()
         entry = self._joins.get((class_name, field_name))
