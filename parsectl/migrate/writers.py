@@ -180,6 +180,7 @@ class SQLiteWriter(BulkWriter):
     async def begin_class(self, schema: ClassSchema) -> None:
         adapter: Any = self.adapter
         adapter.db.execute("PRAGMA cache_size=-32768")
+        adapter.db.execute("PRAGMA threads=2")
 
     async def begin_relation(self, class_name: str, field: str) -> None:
         """Rows for an empty join table are staged in a temporary table, then inserted in primary-key order

@@ -205,6 +205,53 @@ def test_planted_problems(plan: SourceSchema, export: ExportFacts) -> None:
     assert plan.problems[0].to_json()["kind"]
 
 
+@pytest.mark.parametrize("guess_rows", [1000, 2])
+def test_a_relation_files_target_is_the_class_holding_most_of_its_ids(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guess_rows: int) -> None:
+    """The target is guessed from a join file's first rows and checked against the counts of the rest: two
+    rows that guess shows ``Note`` ids, the other six ``_User`` ids, so ``_User`` is the target, the rows
+    naming other objects are dangling, and the classes are listed in a type conflict."""
+    from parsectl.migrate.sources import export as export_module
+
+    monkeypatch.setattr(export_module, "_GUESS_ROWS", guess_rows)
+    t = "2015-01-01T00:00:00.000Z"
+
+    def obj(oid: str) -> dict[str, Any]:
+        return {"objectId": oid, "createdAt": t, "updatedAt": t}
+
+    users, notes = [f"u{i}" for i in range(6)], ["n0", "n1"]
+    rows = [{"owningId": "t1", "relatedId": rid} for rid in [*notes, *users, "ghost"]]
+    folder = write_export(tmp_path / "exp", {
+        "_User.json": [obj(u) for u in users], "Note.json": [obj(n) for n in notes], "Thing.json": [obj("t1")],
+        "_Join:fans:Thing.json": rows,
+        "_Join:owners:Thing.json": [{"owningId": "t1", "relatedId": "n0"}, {"owningId": "t2", "relatedId": "u0"}],
+    })
+    plan = schema_of(ExportSource(folder, schema_file=_schema_dump(tmp_path, {"Thing": {"owners": "Note"}})))
+    found = kinds(plan)
+    assert plan.classes["Thing"].fields["fans"] == {"type": "Relation", "targetClass": "_User"}
+    assert plan.notes["Thing"]["fans"] == "relation file, target inferred from 6 ids"
+    [conflict] = [p for p in found["type-conflict"] if p.field == "fans"]
+    assert "_User (6 ids), Note (2 ids); the target is _User" in conflict.message
+    # a stated target keeps its class, whatever the counts
+    assert plan.classes["Thing"].fields["owners"] == {"type": "Relation", "targetClass": "Note"}
+    [stated_conflict] = [p for p in found["type-conflict"] if p.field == "owners"]
+    assert "Note (1 id)" in stated_conflict.message and "_User (1 id)" in stated_conflict.message
+    assert stated_conflict.message.endswith("the target is Note")
+    dangling = sorted(p.message for p in found["dangling-pointer"])
+    assert dangling == ["relation row (t1, ghost): no _User ghost in the export",
+                        "relation row (t1, n0): no _User n0 in the export",
+                        "relation row (t1, n1): no _User n1 in the export",
+                        "relation row (t2, u0): no Thing t2 in the export"]
+
+
+def _schema_dump(tmp_path: Path, relations: dict[str, dict[str, str]]) -> Path:
+    path = tmp_path / "schema.json"
+    path.write_bytes(orjson.dumps({"results": [
+        {"className": cls, "fields": {f: {"type": "Relation", "targetClass": target} for f, target in fields.items()}}
+        for cls, fields in relations.items()]}))
+    return path
+
+
 def test_every_problem_kind(tmp_path: Path) -> None:
     t = "2015-01-01T00:00:00.000Z"
 

@@ -23,7 +23,7 @@ import sqlite3
 import tempfile
 import threading
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -113,7 +113,7 @@ class _Index:
         self.db = sqlite3.connect(self.path)
         self.db.executescript(
             """
-            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-8000;
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-8000; PRAGMA threads=2;
             CREATE TABLE ids(id TEXT, cls INTEGER);
             CREATE TABLE ptr(cls INTEGER, oid TEXT, field TEXT, tcls INTEGER, tid TEXT);
             CREATE TABLE rel(j INTEGER, oid TEXT, rid TEXT);
@@ -447,8 +447,7 @@ class ExportSource:
                 self._plan_renames(stats, index, problems)
                 index.db.commit()
             # lookups that run in SQLite (without the GIL) on other connections, on another core, meanwhile
-            dangling = _in_thread(_query, index.path, _DANGLING_POINTERS, ())
-            targets = _in_thread(_query, index.path, _RELATION_TARGETS, ())
+            dangling = _halves(index, "ptr", _DANGLING_POINTERS)
             for class_name in self.class_files:
                 if class_name in self._bad_class_files:
                     problems.add(Problem("invalid-class-name", class_name,
@@ -461,10 +460,10 @@ class ExportSource:
                     out.classes[class_name], out.notes[class_name] = self._class_schema(
                         class_name, {}, item, problems, index)
                     out.counts[class_name] = 0
-            self._relation_fields(out, index, targets(), join_numbers, join_rows, stated, problems)
+            self._relation_fields(out, index, join_numbers, join_rows, stated, problems)
             if self.fix:
                 self._open_fixes()
-            self._dangling_pointers(index, dangling(), problems)
+            self._dangling_pointers(index, [row for half in dangling for row in half()], problems)
             self._duplicates(index, problems)
             if self._fixes is not None:
                 self._fixes.execute("CREATE INDEX fix_key ON fix(cls, oid)")
@@ -694,14 +693,12 @@ class ExportSource:
                 schema.indexes = stated["indexes"]
         return schema, notes
 
-    def _relation_fields(self, out: SourceSchema, index: _Index, targets: list[tuple[int, int, int]],
-                         join_numbers: dict[tuple[str, str], int], join_rows: dict[tuple[str, str], int],
-                         stated: dict[str, dict[str, Any]], problems: _Problems) -> None:
-        """Make each join file a Relation field on its owner, with its target class decided (``targets``:
-        ``_RELATION_TARGETS``' rows)."""
-        by_join: dict[int, list[tuple[int, int]]] = {}
-        for j, cls, n in targets:
-            by_join.setdefault(j, []).append((n, cls))
+    def _relation_fields(self, out: SourceSchema, index: _Index, join_numbers: dict[tuple[str, str], int],
+                         join_rows: dict[tuple[str, str], int], stated: dict[str, dict[str, Any]],
+                         problems: _Problems) -> None:
+        """Make each join file a Relation field on its owner, with its target class decided (stated, or the
+        class holding most of the related ids), and report its rows whose owner or related object is not in
+        the export."""
         for (owner, field_name), j in sorted(join_numbers.items(), key=lambda kv: kv[1]):
             rows = join_rows[(owner, field_name)]
             schema = out.classes.get(owner)
@@ -718,8 +715,6 @@ class ExportSource:
                                      f"relation file for {field_name!r}, not a valid field name; left out",
                                      None, field_name))
                 continue
-            found = sorted(by_join.get(j, []), reverse=True)
-            inferred = index.class_name(found[0][1]) if found else None
             stated_type = ((stated.get(owner) or {}).get("fields") or {}).get(field_name)
             current = schema.fields.get(field_name)
             if isinstance(stated_type, dict) and stated_type.get("type") == "Relation":
@@ -736,16 +731,20 @@ class ExportSource:
                                      "keeping that type and leaving the relation rows out", None, field_name,
                                      "relation rows left out" if self.fix else None))
                 continue
-            elif inferred:
-                target = inferred
-                note = f"relation file, target inferred from {_plural(found[0][0], 'id')}"
             else:
-                problems.add(Problem("relation-target-unknown", owner,
-                                     f"{owner}.{field_name}: the relation file's {_plural(rows, 'row')} name no "
-                                     "object of the export, so its target class is unknown; state it with "
-                                     "--schema", None, field_name, "relation rows left out" if self.fix else None))
-                notes[field_name] = f"relation file with {_plural(rows, 'row')}, target unknown: left out"
-                continue
+                target = note = None
+            found, target, dangling = self._relation_lookups(index, owner, j, rows, target,
+                                                             infer=note is None)
+            if note is None:
+                if target is None:
+                    problems.add(Problem(
+                        "relation-target-unknown", owner,
+                        f"{owner}.{field_name}: the relation file's {_plural(rows, 'row')} name no object of the "
+                        "export, so its target class is unknown; state it with --schema", None, field_name,
+                        "relation rows left out" if self.fix else None))
+                    notes[field_name] = f"relation file with {_plural(rows, 'row')}, target unknown: left out"
+                    continue
+                note = f"relation file, target inferred from {_plural(found[0][0], 'id')}"
             if len(found) > 1:
                 listed = ", ".join(f"{index.class_name(c)} ({_plural(n, 'id')})" for n, c in found)
                 problems.add(Problem("type-conflict", owner,
@@ -754,28 +753,77 @@ class ExportSource:
                                      f"target {target}; all rows copied" if self.fix else None))
             schema.fields[field_name] = {"type": "Relation", "targetClass": target}
             notes[field_name] = note
-            self._dangling_relation_rows(index, owner, field_name, j, target, rows, problems)
+            for oid, rid, has_owner, _ in dangling:
+                if not has_owner:
+                    problems.add(Problem("dangling-pointer", owner, f"relation row ({oid}, {rid}): no {owner} "
+                                         f"{oid} in the export", oid, field_name))
+                else:
+                    problems.add(Problem("dangling-pointer", owner, f"relation row ({oid}, {rid}): no {target} "
+                                         f"{rid} in the export", oid, field_name))
 
-    def _dangling_relation_rows(self, index: _Index, owner: str, field_name: str, j: int, target: str | None,
-                                count: int, problems: _Problems) -> None:
-        """The rows of join file ``j`` (``count`` rows) whose owner or target is not in the export; a big
-        file's rows are looked up in two halves at once (a thread and this one)."""
-        owner_no, target_no = index.class_no(owner), index.class_no(target or "")
+    def _relation_lookups(self, index: _Index, owner: str, j: int, count: int, target: str | None, *,
+                          infer: bool) -> tuple[list[tuple[int, int]], str | None, list[tuple[Any, ...]]]:
+        """For join file ``j`` (``count`` rows): how many of its related ids each class holds, as ``[(ids,
+        class number)]``, most first; its target (``target``, or with ``infer`` the class holding most
+        of them); and its rows whose owner or related object (in the target) is not in the export.
+
+        Only the rows missing from the target are looked up in the other classes, so a related id is
+        looked up once: a target is first guessed from the file's first rows, and checked against the
+        counts that follow (another class holding more of the ids becomes the target)."""
+        if target is None:
+            target = self._guess_target(index, j, _GUESS_ROWS)
+            if target is None:  # no related id among the first rows: count over them all
+                target = self._guess_target(index, j, None)
+            if target is None:
+                return [], None, []
+        for _ in range(2):
+            dangling = self._dangling_relation_rows(index, owner, j, target, count)
+            missing = [row[1] for row in dangling if not row[3]]
+            found = self._classes_of_missing(index, missing)
+            held = count - len(missing)
+            if held:
+                found.append((held, index.class_no(target)))
+            found.sort(reverse=True)
+            if not infer or not found or index.class_name(found[0][1]) == target:
+                break
+            target = index.class_name(found[0][1])  # the first rows misled the guess
+        return found, target, dangling
+
+    @staticmethod
+    def _guess_target(index: _Index, j: int, limit: int | None) -> str | None:
+        """The class holding most of the related ids of join file ``j``'s first ``limit`` rows (all: None)."""
+        row = index.db.execute(
+            "SELECT i.cls, count(*) AS n FROM (SELECT rid FROM rel WHERE j = ? ORDER BY rowid LIMIT ?) r "
+            "JOIN ids i ON i.id = r.rid GROUP BY i.cls ORDER BY n DESC, i.cls DESC LIMIT 1",
+            (j, -1 if limit is None else limit)).fetchone()
+        return None if row is None else index.class_name(row[0])
+
+    @staticmethod
+    def _classes_of_missing(index: _Index, rids: list[str]) -> list[tuple[int, int]]:
+        """``[(rows, class number)]``: how many of ``rids`` (related ids not in the target) each class holds."""
+        if not rids:
+            return []
+        db = index.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS missing(rid TEXT)")
+        db.execute("DELETE FROM missing")
+        db.executemany("INSERT INTO missing VALUES (?)", ((rid,) for rid in rids))
+        return [(n, cls) for cls, n in db.execute(
+            "SELECT i.cls, count(*) FROM missing m JOIN ids i ON i.id = m.rid GROUP BY i.cls")]
+
+    @staticmethod
+    def _dangling_relation_rows(index: _Index, owner: str, j: int, target: str, count: int
+                                ) -> list[tuple[Any, ...]]:
+        """The rows ``(owningId, relatedId, has owner, has target)`` of join file ``j`` (``count`` rows) whose
+        owner or target is not in the export; a big file's rows are looked up in two halves at once (a
+        thread and this one)."""
+        owner_no, target_no = index.class_no(owner), index.class_no(target)
         if count >= SPLIT_LOOKUPS_FROM:
             low, high = index.db.execute("SELECT min(rowid), max(rowid) FROM rel WHERE j = ?", (j,)).fetchone()
             middle = (low + high) // 2
             first = _in_thread(_query, index.path, _DANGLING_RELATION_ROWS, (owner_no, target_no, j, low, middle))
             second = index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, middle + 1, high)).fetchall()
-            rows = first() + second
-        else:
-            rows = index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, 0, 2**62)).fetchall()
-        for oid, rid, has_owner, has_target in rows:
-            if not has_owner:
-                problems.add(Problem("dangling-pointer", owner,
-                                     f"relation row ({oid}, {rid}): no {owner} {oid} in the export", oid, field_name))
-            elif not has_target:
-                problems.add(Problem("dangling-pointer", owner,
-                                     f"relation row ({oid}, {rid}): no {target} {rid} in the export", oid, field_name))
+            return first() + second
+        return index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, 0, 2**62)).fetchall()
 
     def _dangling_pointers(self, index: _Index, rows: list[tuple[Any, ...]], problems: _Problems) -> None:
         names = {n: name for name, n in index.classes.items()}
@@ -1200,10 +1248,9 @@ def _line_text(line: bytes) -> bytes:
 
 
 # the pointers of the export whose target is not in it
-_DANGLING_POINTERS = ("SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p "
-                      "WHERE NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls)")
-# per join file, how many of its related ids each class has (the relation's target is the first)
-_RELATION_TARGETS = "SELECT r.j, i.cls, count(*) FROM rel r JOIN ids i ON i.id = r.rid GROUP BY r.j, i.cls"
+_DANGLING_POINTERS = ("SELECT p.cls, p.oid, p.field, p.tcls, p.tid FROM ptr p WHERE p.rowid BETWEEN ? AND ? "
+                      "AND NOT EXISTS (SELECT 1 FROM ids i WHERE i.id = p.tid AND i.cls = p.tcls) ORDER BY p.rowid")
+_GUESS_ROWS = 1000  # a join file's target class is first guessed from this many of its rows
 # the rows of a join file (owner class, target class, j, rowid range) whose owner or target is missing
 _DANGLING_RELATION_ROWS = (
     "SELECT oid, rid, has_owner, has_target FROM (SELECT r.oid, r.rid, "
@@ -1211,6 +1258,16 @@ _DANGLING_RELATION_ROWS = (
     "EXISTS(SELECT 1 FROM ids i WHERE i.id = r.rid AND i.cls = ?) AS has_target FROM rel r "
     "WHERE r.j = ? AND r.rowid BETWEEN ? AND ?) WHERE NOT has_owner OR NOT has_target")
 SPLIT_LOOKUPS_FROM = 100_000  # relation rows: from this many, their lookups run in two threads
+
+
+def _halves(index: _Index, table: str, sql: str) -> list[Callable[[], list[tuple[Any, ...]]]]:
+    """``sql`` (taking a rowid range) over the two halves of ``table``, each in a thread of its own (both
+    cores, without the GIL); call the answers in order for the rows in table order."""
+    low, high = index.db.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+    if low is None:
+        return []
+    middle = (low + high) // 2
+    return [_in_thread(_query, index.path, sql, (low, middle)), _in_thread(_query, index.path, sql, (middle + 1, high))]
 
 
 def _query(index_path: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
