@@ -7,9 +7,13 @@ general path makes of it, the value itself when it is a plain ``str``, ``bool`` 
 codec's ``normalize_value`` of it, then the column's encoder. A Date, a Pointer and a File take a shorter
 way to the same value.
 
+Users and installations get what ``rest_to_storage`` does for them: a user's ``bcryptPassword`` goes to
+``_hashed_password``, its legacy ``sessionToken`` and a plain ``password`` are left out; an installation's
+``installationId``, and an iOS device token, are lower-cased.
+
 Anything else makes the maker answer None, and the record goes the general path, which stores it or
-reports why it cannot: a class with special handling (``_User``, ``_Installation``), a key the class has no
-column for, an internal ``_`` key, a missing objectId or timestamp, a value the codec refuses.
+reports why it cannot: a key the class has no column for, an internal ``_`` key, a missing objectId or
+timestamp, a value the codec refuses.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ Row = list[Any]
 Converter = Callable[[Any], Any]
 RowMaker = Callable[[dict[str, Any]], Row | None]
 
-# classes rest_to_storage treats specially (export-only user keys, installation normalisation)
-_GENERAL_ONLY = frozenset({"_User", "_Installation"})
 _AS_IS = frozenset({str, bool, float})  # rest_to_storage keeps values of these types as they are
 
 
@@ -92,12 +94,26 @@ def _stamp(v: Any) -> str:
     return iso
 
 
+def _secret(encode: Converter | None) -> Converter:
+    """A user's ``bcryptPassword``: its ``_hashed_password`` when a non-empty string, else nothing."""
+
+    def secret(v: Any) -> Any:
+        if type(v) is not str or not v:
+            return None
+        return v if encode is None else encode(v)
+
+    return secret
+
+
+def _lower(convert: Converter) -> Converter:
+    """An installation's ``installationId``: lower-cased when a string."""
+    return lambda v: convert(v.lower() if type(v) is str else v)
+
+
 def row_maker(plan: _Plan) -> RowMaker | None:
     """A function making ``plan``'s row from an export record, or None for a record it leaves to the
-    general path; None when the class has special handling."""
+    general path."""
     schema = plan.schema
-    if schema.class_name in _GENERAL_ONLY:
-        return None
     width = len(plan.columns)
     perms = plan.slots["_rperm"][1]
     # key -> (column, converter): 0 the objectId (checked first), -1 the ACL's two columns, -2 keys
@@ -111,6 +127,16 @@ def row_maker(plan: _Plan) -> RowMaker | None:
     for name, field_type in schema.fields.items():
         if name not in plan.slots and field_type["type"] == "Relation" and valid_field_name(name):
             keys[name] = (-3, _relation)
+    if schema.class_name == "_User":  # rest_to_storage's export-only keys
+        index, encode = plan.slots["_hashed_password"]
+        keys["bcryptPassword"] = (index, _secret(encode))
+        keys["sessionToken"] = keys["password"] = (-2, None)  # a legacy token has no column; never a password
+    ios_token: tuple[int, Converter] | None = None
+    if schema.class_name == "_Installation":
+        if "installationId" in keys:
+            index, convert = keys["installationId"]
+            keys["installationId"] = (index, _lower(convert))
+        ios_token = keys.get("deviceToken")
     lookup = keys.get
     valid_name = valid_field_name
 
@@ -141,6 +167,12 @@ def row_maker(plan: _Plan) -> RowMaker | None:
             return None
         if row[1] is None or row[2] is None:
             return None  # a timestamp missing: rest_to_storage fills it in
+        if ios_token is not None and obj.get("deviceType") == "ios" and type(obj.get("deviceToken")) is str:
+            index, convert = ios_token
+            try:
+                row[index] = convert(obj["deviceToken"].lower())
+            except Exception:  # noqa: BLE001 - as above
+                return None
         return row
 
     return make

@@ -492,6 +492,34 @@ def test_migrate_files_fetches_them_from_their_urls(tmp_path: Path, monkeypatch:
     assert all(stored.get(name) == file_content(name) for name in export.file_names), sorted(stored)
 
 
+@pytest.mark.parametrize("path", ["thread", "worker rows", "worker objects"])
+def test_users_with_legacy_session_tokens_are_counted_into_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                path: str) -> None:
+    """A SQL destination has no place for hosted Parse's session tokens: the report says how many users
+    carry one (they sign in again), whichever way the users' rows were made; the users themselves and
+    their password hashes are copied."""
+    from parsectl.migrate.engine import Migration, Options
+    from parsectl.migrate.writers import SQLiteWriter
+
+    export = generate_export(tmp_path / "app", objects=300)
+    users = orjson.loads((export.path / "_User.json").read_bytes())["results"]
+    with_token = sum(1 for u in users if isinstance(u.get("sessionToken"), str) and u["sessionToken"])
+    assert with_token > 0
+    if path == "worker objects":
+        monkeypatch.setattr(SQLiteWriter, "row_kind", None)
+    source = ExportSource(export.path, parallel=path != "thread")
+    report = run(Migration(source, f"sqlite:///{tmp_path / 'app.db'}", Options(state_dir=tmp_path / "s",
+                                                                            batch_size=7)).run())
+    assert any(w.startswith(f"{with_token} user(s) carry a legacy hosted-Parse session token")
+               for w in report.warnings), report.warnings
+    assert report.classes["_User"].copied == len(users)
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "app.db")
+    hashes = dict(db.execute('SELECT "objectId", "_hashed_password" FROM "_User"').fetchall())
+    assert hashes == {u["objectId"]: u.get("bcryptPassword") or None for u in users}
+
+
 # --- memory -----------------------------------------------------------------------------------------------
 def _peak_over_a_full_read(path: Path, batch_size: int = 500) -> int:
     async def go() -> int:

@@ -117,7 +117,59 @@ def test_the_row_maker_makes_the_general_paths_row_or_declines(kind: str, odd: f
         assert made > 50 and declined > 50  # both ways are exercised
 
 
-def test_classes_with_special_handling_have_no_row_maker() -> None:
-    for name in ("_User", "_Installation"):
-        assert row_maker(row_plan("sqlite", ClassSchema.new(name))) is None
-    assert row_maker(row_plan("sqlite", ClassSchema.new("_Role"))) is not None
+# users and installations: the keys rest_to_storage treats specially, with typical and odd values
+SPECIAL: dict[str, dict[str, list[Any]]] = {
+    "_User": {
+        "username": ["alice", "Bob"], "email": ["a@example.com"], "emailVerified": [True, False],
+        "bcryptPassword": ["$2a$10$abcdefghijklmnopqrstuv", "", None, 5],
+        "sessionToken": ["r:legacy", "", None, 7], "password": ["plain text!", None],
+        "authData": [{"facebook": {"id": "1", "access_token": "t"}}, {"anonymous": {"id": "x"}}],
+        "age": [20, 3.5],
+    },
+    "_Installation": {
+        "installationId": ["ABC-def-123", "lower", 5, None], "deviceToken": ["DEADbeef", "token", 9, None],
+        "deviceType": ["ios", "android", "IOS", None, 3], "channels": [["", "news"], []],
+        "appVersion": ["1.0"],
+    },
+}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("class_name", sorted(SPECIAL))
+def test_users_and_installations_get_what_rest_to_storage_gives_them(kind: str, class_name: str) -> None:
+    """A user's bcryptPassword becomes its _hashed_password, its legacy sessionToken and a plain password
+    are left out; an installation's installationId (and an iOS device token) are lower-cased."""
+    schema = ClassSchema.new(class_name, {"age": {"type": "Number"}} if class_name == "_User" else {})
+    plan = row_plan(kind, schema)
+    make = row_maker(plan)
+    assert make is not None
+    rng = random.Random(f"{kind}-{class_name}")
+    made = 0
+    for _ in range(3000):
+        obj: dict[str, Any] = {"objectId": f"o{rng.randrange(10**6)}", "createdAt": T, "updatedAt": T,
+                               "ACL": rng.choice(ACLS[:2])}
+        for key, values in SPECIAL[class_name].items():
+            if rng.random() < 0.8:
+                obj[key] = rng.choice(values)
+        if rng.random() < 0.05:
+            key, value = rng.choice(EXTRA_KEYS)
+            obj[key] = value
+        row = make(obj)
+        expected = _general(plan, class_name, obj)
+        if row is None:
+            continue
+        made += 1
+        assert row == expected, obj
+        assert [type(v) for v in row] == [type(v) for v in expected], obj
+    assert made > 2500  # these shapes go the one-pass way
+    if class_name == "_User":
+        hashed = plan.slots["_hashed_password"][0]
+        password = plan.slots.get("password")
+        row = make({"objectId": "u", "createdAt": T, "updatedAt": T, "bcryptPassword": "$2a$10$x",
+                    "password": "secret", "sessionToken": "r:1"})
+        assert row is not None and row[hashed] == "$2a$10$x"
+        assert "secret" not in row and "r:1" not in row and (password is None or row[password[0]] is None)
+    else:
+        row = make({"objectId": "i", "createdAt": T, "updatedAt": T, "installationId": "AB-C",
+                    "deviceType": "ios", "deviceToken": "FFee"})
+        assert row is not None and "ab-c" in row and "ffee" in row

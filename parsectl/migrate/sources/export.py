@@ -1027,7 +1027,8 @@ class ExportSource:
         rows: list[list[Any]] = []
         ids: list[str] = []
         files: dict[str, str | None] = {}
-        n = 0
+        users = class_name == "_User"
+        n = tokens = 0
         for obj in records:
             n += 1
             row = maker(obj) if type(obj) is dict else None
@@ -1036,14 +1037,19 @@ class ExportSource:
                 row = plan.rows(taken.objects)[0] if taken.objects else None
                 for name, url in taken.files.items():
                     files.setdefault(name, url)
-            elif self.collect_files:
-                file_names(obj, files)
+                tokens += users and row is not None and "_session_token" in taken.objects[0]
+            else:
+                if self.collect_files:
+                    file_names(obj, files)
+                if users:  # a hosted-Parse session token (rest_to_storage's _session_token)
+                    token = obj.get("sessionToken")
+                    tokens += isinstance(token, str) and token != ""
             if row is not None:
                 rows.append(row)
                 ids.append(row[0])
             if n >= batch_size:
                 break
-        return Batch([], "", rows, ids, files), n, n < batch_size
+        return Batch([], "", rows, ids, files, tokens), n, n < batch_size
 
     def _take(self, class_name: str, records: Iterator[Any], batch_size: int, position: int
               ) -> tuple[Batch, int, bool]:

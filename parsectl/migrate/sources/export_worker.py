@@ -53,7 +53,7 @@ def _send_rows(send: Connection, plan: Any, batch: Batch, skipped: list[Any]) ->
     """A batch as the writer's rows (marshal: several times faster to read back than objects)."""
     objects, checkpoint = batch.objects, batch.checkpoint
     if batch.rows is not None:
-        rows, ids, tokens = batch.rows, batch.ids, 0  # made from the records (no users: no session tokens)
+        rows, ids, tokens = batch.rows, batch.ids, batch.legacy_tokens  # made from the records
     else:
         rows, ids = plan.rows(objects), [obj["objectId"] for obj in objects]
         tokens = sum("_session_token" in obj for obj in objects)
