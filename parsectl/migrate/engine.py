@@ -335,6 +335,8 @@ class Migration:
                 "Run with --dry-run to list them all; --on-problem skip accepts leaving them out")
         if self.follow is not None:
             await self._follow(plan, classes, self.follow)
+        # counted with the checkpoints: a resumed run reports the users copied before it too
+        self.legacy_tokens = sum(state.klass(name).get("legacyTokens", 0) for name in classes)
         if self.legacy_tokens:
             self.report.warnings.append(
                 f"{self.legacy_tokens} user(s) carry a legacy hosted-Parse session token; only parse-server's MongoDB "
@@ -412,14 +414,16 @@ class Migration:
             rows_spec = None
             if getattr(self.source, "makes_rows", False) and self.writer.row_kind is not None:
                 rows_spec = (self.writer.row_kind, schema)
+                if self.writer.spools and not any(class_name == name for class_name, _ in skip):
+                    rows_spec = (*rows_spec, True)  # the workers may spool them (none to leave out)
             batches = _prefetch(self.source.objects(name, after=progress["checkpoint"],
                                                     batch_size=self.options.batch_size,
                                                     **({"rows": rows_spec} if rows_spec else {})))
             async for batch in batches:
-                if batch.rows is not None:
+                if batch.rows is not None or batch.spool is not None:
                     await self._write_rows(schema, batch, progress, skip, files)
                     await self._checkpoint(state)
-                    self.progress.advance(name, len(batch.ids))
+                    self.progress.advance(name, len(batch.ids) or batch.spooled)
                     continue
                 keep: list[StoredObject] = []
                 for obj in batch.objects:
@@ -434,7 +438,7 @@ class Migration:
                     if self.options.files:
                         file_names(obj, files)
                     if not mongo and "_session_token" in obj:
-                        self.legacy_tokens += 1
+                        progress["legacyTokens"] = progress.get("legacyTokens", 0) + 1
                     keep.append(obj)
                 if self.options.files:
                     _file_urls(files, batch)
@@ -442,9 +446,10 @@ class Migration:
                 await self._checkpoint(state)
                 self.progress.advance(name, len(batch.objects))
             await self._checkpoint(state, final=True)
+        await self.writer.end_class(schema)  # what a writer builds after the load (MongoDB: 2dsphere indexes)
+        if not progress["done"]:  # interrupted before this, a resumed run finds nothing left but ends the class
             progress["done"] = True
             state.save()
-        await self.writer.end_class(schema)
         report.copied, report.already_there, report.skipped = (progress["copied"], progress["alreadyThere"],
                                                                progress["skipped"])
         self.progress.end_class(name)
@@ -460,6 +465,11 @@ class Migration:
     async def _write_rows(self, schema: ClassSchema, batch: Batch, progress: dict[str, Any],
                           skip: set[tuple[str, str]], files: dict[str, str | None]) -> None:
         """Write a batch the source made into rows (what the objects loop does, from the batch's facts)."""
+        if batch.spool is not None:  # no object of the class is left out (see _copy_class)
+            files.update((k, v) for k, v in batch.files.items() if k not in files)
+            progress["legacyTokens"] = progress.get("legacyTokens", 0) + batch.legacy_tokens
+            _count(progress, batch, batch.spooled, await self.writer.write_spool(schema, batch.spool))
+            return
         rows = batch.rows or []
         if skip:
             name = schema.class_name
@@ -467,7 +477,7 @@ class Migration:
             progress["skipped"] += len(rows) - len(kept)
             rows = [rows[i] for i in kept]
         files.update((k, v) for k, v in batch.files.items() if k not in files)
-        self.legacy_tokens += batch.legacy_tokens
+        progress["legacyTokens"] = progress.get("legacyTokens", 0) + batch.legacy_tokens
         _count(progress, batch, len(rows), await self.writer.write_rows(schema, rows))
 
     async def _copy_relation(self, class_name: str, field_name: str, state: State) -> None:

@@ -46,6 +46,7 @@ class Batch:
     the batch as ``rows`` ready for the writer, made in its worker process: then ``objects`` is empty and
     ``ids`` (the objectIds, in row order), ``files`` (File name -> url, when asked) and ``legacy_tokens``
     (users with a hosted-Parse session token) tell the migration what it would have read off the objects.
+    A worker asked to spool its rows writes them to a file instead (``spool``, ``spooled``; no ``ids``).
     """
 
     objects: list[StoredObject]
@@ -54,6 +55,10 @@ class Batch:
     ids: list[str] = field(default_factory=list)
     files: dict[str, str | None] = field(default_factory=dict)
     legacy_tokens: int = 0
+    # rows written to a spool file (a SQLite database of one table ``r``, in the writer's column order)
+    # instead of ``rows``: its path (None: no row) and how many rows it holds
+    spool: str | None = None
+    spooled: int = 0
 
 
 @contextlib.contextmanager

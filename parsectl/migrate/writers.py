@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ class BulkWriter:
 
     # the row layout :func:`row_plan` makes for this writer's :meth:`write_rows` (None: objects only)
     row_kind: str | None = None
+    spools = False  # loads spool files of rows (:meth:`SQLiteWriter.write_spool`)
 
     def __init__(self, adapter: StorageAdapter) -> None:
         self.adapter = adapter
@@ -170,6 +172,7 @@ class SQLiteWriter(BulkWriter):
     objectIds into tables of a million rows otherwise rereads B-tree pages from the OS for most rows."""
 
     row_kind = "sqlite"
+    spools = True
 
     def __init__(self, adapter: StorageAdapter) -> None:
         super().__init__(adapter)
@@ -266,6 +269,35 @@ class SQLiteWriter(BulkWriter):
             raise
         self._open_rows += len(rows)
         return db.total_changes - before
+
+    async def write_spool(self, schema: ClassSchema, path: str) -> int:
+        """The rows of a spool file (a worker's: a SQLite database whose table ``r`` holds rows in this
+        writer's column order) in one ``INSERT … SELECT`` and a transaction of its own, then the file is
+        deleted. No row passes through Python: about half the time of ``executemany`` per row."""
+        adapter: Any = self.adapter
+        db: sqlite3.Connection = adapter.db
+        try:
+            if self._open_since is not None:  # ATTACH needs no transaction open: commit the rows before
+                await self.commit()
+            columns = self.plan(schema).columns
+            db.execute("ATTACH DATABASE ? AS spool", (path,))
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                before = db.total_changes
+                try:
+                    db.execute(f"INSERT OR IGNORE INTO {quote(schema.class_name)} "
+                               f"({', '.join(quote(c) for c in columns)}) SELECT * FROM spool.r")
+                    inserted = db.total_changes - before
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            finally:
+                db.execute("DETACH DATABASE spool")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return inserted
 
     def should_commit(self) -> bool:
         return self._open_since is None or (self._open_rows >= COMMIT_ROWS

@@ -439,6 +439,52 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
     assert sum(len(rows) for rows in dumps[0].values()) > 600
 
 
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_spooled_rows_are_what_the_migration_writes_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           interrupted: bool) -> None:
+    """Into SQLite, two workers taking turns write the rows to spool files (here 53 records' worth each,
+    so many), which the writer loads with INSERT … SELECT: the destination and the report are what the
+    in-process path writes, and no spool file is left. Also when the load stops halfway (the run fails)
+    and a second run resumes it."""
+    from parsectl.migrate.sources import export
+    from parsectl.migrate.writers import SQLiteWriter
+    from tests.support.export_gen import generate_export
+
+    facts = generate_export(tmp_path / "e", objects=900)
+    monkeypatch.setattr(export, "SPOOL_RECORDS", 53)
+    loaded: list[str] = []
+    load = SQLiteWriter.write_spool
+
+    async def counted(self: SQLiteWriter, schema: ClassSchema, path: str) -> int:
+        if interrupted and len(loaded) == 7 and not stopped:
+            stopped.append(path)
+            raise RuntimeError("the disk is full")
+        loaded.append(path)
+        return await load(self, schema, path)
+
+    stopped: list[str] = []
+    monkeypatch.setattr(SQLiteWriter, "write_spool", counted)
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    dumps, reports = [], []
+    for parallel in (False, True):
+        uri = f"sqlite:///{tmp_path / f'{parallel}.db'}"
+        options = Options(state_dir=tmp_path / f"state-{parallel}", batch_size=20)
+        if parallel and interrupted:
+            with pytest.raises(RuntimeError, match="the disk is full"):
+                asyncio.run(Migration(ExportSource(facts.path, parallel=True, tmp_dir=spools), uri, options).run())
+            assert not list(spools.glob("parsectl-spool-*"))  # the stopped workers' files are deleted
+        report = asyncio.run(Migration(ExportSource(facts.path, parallel=parallel, tmp_dir=spools), uri,
+                                       options).run()).to_json()
+        report.pop("seconds", None), report.pop("destination"), report.pop("resumed")
+        reports.append(report)
+        dumps.append(_dump(uri))
+    assert len(loaded) > 900 // 53 and not list(spools.glob("parsectl-spool-*"))
+    assert dumps[1] == dumps[0]
+    assert reports[1] == reports[0]
+    assert reports[0]["classes"]["Post"]["copied"] > 100
+
+
 def test_sqlite_relations_load_without_the_owning_index_then_have_it(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Join tables load without their owningId index (built once at the end): after a run that stopped

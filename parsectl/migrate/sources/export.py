@@ -68,6 +68,8 @@ def _parallel_min_bytes(default: int = 8 * 1024 * 1024) -> int:
 
 PARALLEL_MIN_BYTES = _parallel_min_bytes()
 MAX_SCAN_WORKERS = 4  # schema pass: files scanned at once, one worker process each (at most one per core)
+SINK_ROWS = 2000  # rows a worker writes to its spool file at once
+SPOOL_RECORDS = 20_000  # records per spool file (the batches two workers take turns on)
 MAX_READERS = 2  # copy: worker processes converting one class file's batches (beyond 2, the writer is the limit)
 
 TypeKey = tuple[str, str | None]
@@ -943,7 +945,8 @@ class ExportSource:
         the export and writing the destination use several cores: one worker per spare core when the
         file holds one record per line (each converts every other batch), else one; small files are read
         in a thread. ``rows`` (``(BulkWriter.row_kind, schema)``): the workers also make the
-        writer's rows (see :class:`Batch`)."""
+        writer's rows (see :class:`Batch`); ``(row_kind, schema, True)``: two or more workers write them to
+        spool files, :data:`SPOOL_RECORDS` records' worth each (a writer with ``write_spool``)."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
@@ -955,9 +958,13 @@ class ExportSource:
             wanted = max(1, min(_cores(), MAX_READERS)) if entry.lines else 1
             while len(self._readers) < wanted:
                 self._readers.append(ObjectReader(self))
+            spool = rows is not None and len(rows) > 2 and wanted > 1 and not self.fix  # repairs: objects
+            if rows is not None:
+                rows = (*rows[:2], self.tmp_dir) if spool else rows[:2]
             try:
                 if wanted > 1:
-                    async for batch in interleaved(self._readers[:wanted], class_name, after, batch_size, rows):
+                    size = max(batch_size, SPOOL_RECORDS) if spool else batch_size
+                    async for batch in interleaved(self._readers[:wanted], class_name, after, size, rows):
                         yield batch
                 else:
                     async for batch in self._readers[0].batches(class_name, after, batch_size, rows):
@@ -977,17 +984,18 @@ class ExportSource:
             batches.close()
 
     def iter_batches(self, class_name: str, after: str | None, batch_size: int, stride: int = 1, offset: int = 0,
-                     plan: Any = None) -> Iterator[Batch]:
+                     plan: Any = None, sink: Callable[[list[list[Any]]], None] | None = None) -> Iterator[Batch]:
         """:meth:`objects`, synchronously, in this thread. With ``stride`` > 1 (a file of one record per
         line), the batches are ``batch_size`` records each and only every ``stride``-th one from the
         ``offset``-th is made; the lines of the others are skipped unparsed. With a writer's row ``plan``
         (:func:`parsectl.migrate.writers.row_plan`), the batches hold its ``rows`` and ``ids`` instead of
-        objects, made straight from the records where :mod:`parsectl.migrate.rest_rows` can."""
+        objects, made straight from the records where :mod:`parsectl.migrate.rest_rows` can; with a ``sink``
+        too, the rows go to it as they are made (a few thousand at a time) and a batch only counts them."""
         entry = self.class_files.get(class_name)
         if entry is None:
             return
         take = self._take if plan is None else functools.partial(
-            self._take_rows, plan=plan, maker=None if self.fix else row_maker(plan))
+            self._take_rows, plan=plan, maker=None if self.fix else row_maker(plan), sink=sink)
         consumed = int(after or 0)
         if stride > 1:
             lines = self._iter_lines(entry)
@@ -1018,17 +1026,20 @@ class ExportSource:
                     return
 
     def _take_rows(self, class_name: str, records: Iterator[Any], batch_size: int, position: int, plan: Any,
-                   maker: RowMaker | None) -> tuple[Batch, int, bool]:
+                   maker: RowMaker | None, sink: Callable[[list[list[Any]]], None] | None = None
+                   ) -> tuple[Batch, int, bool]:
         """:meth:`_take` as a batch of the plan's rows, in record order: each record through the row ``maker``,
-        or the general path where it declines. Without a maker (a class with special handling, repairs to
-        apply), the batch holds objects as :meth:`_take` makes them."""
+        or the general path where it declines. Without a maker (repairs to apply), the batch holds objects
+        as :meth:`_take` makes them. A ``sink`` takes the rows instead, :data:`SINK_ROWS` at a time."""
         if maker is None:
+            if sink is not None:
+                raise ValueError("rows made from objects are not spooled")
             return self._take(class_name, records, batch_size, position)  # objects, made into rows by the caller
         rows: list[list[Any]] = []
         ids: list[str] = []
         files: dict[str, str | None] = {}
         users = class_name == "_User"
-        n = tokens = 0
+        n = tokens = sunk = 0
         for obj in records:
             n += 1
             row = maker(obj) if type(obj) is dict else None
@@ -1046,9 +1057,18 @@ class ExportSource:
                     tokens += isinstance(token, str) and token != ""
             if row is not None:
                 rows.append(row)
-                ids.append(row[0])
+                if sink is None:
+                    ids.append(row[0])
+                elif len(rows) >= SINK_ROWS:
+                    sink(rows)
+                    sunk += len(rows)
+                    rows = []
             if n >= batch_size:
                 break
+        if sink is not None:
+            if rows:
+                sink(rows)
+            return Batch([], "", [], [], files, tokens, spooled=sunk + len(rows)), n, n < batch_size
         return Batch([], "", rows, ids, files, tokens), n, n < batch_size
 
     def _take(self, class_name: str, records: Iterator[Any], batch_size: int, position: int
@@ -1235,7 +1255,7 @@ def _remove_stale_temp_files(directory: str | None) -> None:
     and a big export's index is large)."""
     folder = Path(directory or tempfile.gettempdir())
     for path in folder.glob("parsectl-*-*-*.sqlite"):
-        match = re.fullmatch(r"parsectl-(?:export|fixes)-(\d+)-\w+\.sqlite", path.name)
+        match = re.fullmatch(r"parsectl-(?:export|fixes|spool)-(\d+)-\w+\.sqlite", path.name)
         if match is None or int(match[1]) == os.getpid():
             continue
         try:

@@ -3,8 +3,10 @@
 Parsing the export (``ijson``) and converting each record to storage form take about as long as
 writing the rows, and both hold Python's GIL; a thread cannot overlap them, a process can. The worker
 (one per source, started on first use) runs :meth:`ExportSource.iter_batches` with the same repairs
-(``--on-problem fix``) and sends each batch back as orjson bytes through a pipe. A pipe holds little,
-so the worker is never more than about one batch ahead: memory stays bounded.
+(``--on-problem fix``) and sends each batch back through a pipe: objects as orjson bytes, or the
+writer's rows marshalled, or (into SQLite) the path of a spool file holding them. A pipe holds little and
+a worker waits while two of its spool files are not loaded yet, so it is never far ahead: memory (and
+the temporary folder) stay bounded.
 
 The worker is ``python -m parsectl.migrate.sources.export_worker`` with its stdin/stdout as the pipe
 (so it works whatever the parent's ``__main__`` is). If the migration stops reading a class midway, the
@@ -23,10 +25,13 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -35,6 +40,7 @@ from parsectl.migrate.source import Batch
 from parsectl.model.errors import ParseError
 
 CHUNK = 100  # objects per orjson message: parsing a message costs a few times its size, briefly
+SPOOL_AHEAD = 2  # spool files a worker may have written that the migration has not loaded yet
 
 
 def _receive_chunks(recv: Connection, n: int) -> list[Any]:
@@ -64,6 +70,70 @@ def _send_rows(send: Connection, plan: Any, batch: Batch, skipped: list[Any]) ->
         data, pickled = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), True
     send.send(("rows", pickled, checkpoint, skipped, None))  # the files come with the rows
     send.send_bytes(data)
+
+
+class _Spool:
+    """A worker's spool files: one per batch, a SQLite database with one table ``r`` of the writer's rows,
+    which the migration's SQLite writer loads with one ``INSERT … SELECT`` (no row passes through its
+    Python) and then deletes. The worker waits while :data:`SPOOL_AHEAD` of its files are still there, so
+    it never runs far ahead; it exits if the migration process is gone (it would wait forever)."""
+
+    def __init__(self, directory: str | None, width: int) -> None:
+        self.directory, self.width = directory, width
+        self.parent = os.getppid()
+        self.written: deque[str] = deque()
+        self._db: sqlite3.Connection | None = None
+        self._path: str | None = None
+
+    def add(self, rows: list[list[Any]]) -> None:
+        if self._db is None:
+            self._open()
+        assert self._db is not None
+        self._db.executemany(f"INSERT INTO r VALUES ({','.join('?' * self.width)})", rows)
+
+    def _open(self) -> None:
+        from parsectl.migrate.sources.export import _temp_file
+
+        while True:
+            while self.written and not os.path.exists(self.written[0]):  # loaded (and deleted) by now
+                self.written.popleft()
+            if len(self.written) < SPOOL_AHEAD:
+                break
+            if os.getppid() != self.parent:
+                os._exit(1)
+            time.sleep(0.002)
+        fd, path = _temp_file("spool", self.directory)
+        os.close(fd)
+        db = sqlite3.connect(path)
+        db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
+                         f"CREATE TABLE r({', '.join(f'c{i}' for i in range(self.width))});")
+        self._db, self._path = db, path
+
+    def close(self) -> str | None:
+        """The finished file (None: no row was added since the last one)."""
+        db, path = self._db, self._path
+        if db is None or path is None:
+            return None
+        db.commit()
+        db.close()
+        self._db = self._path = None
+        self.written.append(path)
+        return path
+
+    def discard(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        for path in [*self.written, *([self._path] if self._path else [])]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._db = self._path = None
+        self.written.clear()
+
+
+def _remove_spool_files(directory: str | None, pid: int) -> None:
+    for path in Path(directory or tempfile.gettempdir()).glob(f"parsectl-spool-{pid}-*.sqlite"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 class ReaderUnavailable(RuntimeError):
@@ -105,6 +175,7 @@ class ObjectReader:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(5)
+            _remove_spool_files(self.source.tmp_dir, self._proc.pid)  # what it wrote that was not loaded
             self._proc = None
         self._busy = False
 
@@ -172,6 +243,11 @@ class ObjectReader:
             if kind == "parse-error":
                 self.stop()
                 raise ParseError(message[1], message[2])
+            if kind == "spool":
+                _, path, checkpoint, skipped, files, count, legacy = message
+                self.source.skipped.extend(skipped)
+                yield Batch([], checkpoint, files=files, legacy_tokens=legacy, spool=path, spooled=count)
+                continue
             _, chunks, checkpoint, skipped, files = message
             self.source.skipped.extend(skipped)
             try:
@@ -297,14 +373,22 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
                 source._fixes.close()
             source._fixes = sqlite3.connect(f"file:{fixes_path}?mode=ro", uri=True, check_same_thread=False)
             source._fixes_path = fixes_path
-        plan = None
+        plan = spool = None
         if rows is not None:
             from parsectl.migrate.writers import row_plan
 
             plan = row_plan(rows[0], rows[1])
+            if len(rows) > 2:
+                spool = _Spool(rows[2], len(plan.columns))
         try:
-            for batch in source.iter_batches(class_name, after, batch_size, stride, offset, plan=plan):
+            for batch in source.iter_batches(class_name, after, batch_size, stride, offset, plan=plan,
+                                             sink=spool.add if spool is not None else None):
                 objects = batch.objects
+                if spool is not None:
+                    send.send(("spool", spool.close(), batch.checkpoint, list(source.skipped), batch.files,
+                               batch.spooled, batch.legacy_tokens))
+                    source.skipped.clear()
+                    continue
                 if plan is not None:
                     _send_rows(send, plan, batch, list(source.skipped))
                     source.skipped.clear()
@@ -320,6 +404,8 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool) -> None:
                 source.skipped.clear()
             send.send(("end",))
         except (BrokenPipeError, EOFError, OSError):
+            if spool is not None:
+                spool.discard()
             return
         except ParseError as exc:  # a row the schema does not allow: the migration reports it as it would
             send.send(("parse-error", exc.code, exc.message))
