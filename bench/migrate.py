@@ -839,6 +839,33 @@ def _libpq(uri: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def bench_repeated(
+    target: str, env: dict[str, Any], export: Path, facts: dict, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """:func:`bench_one`, ``--repeat`` times when a run takes under ``REPEAT_UNDER_S`` (the rates of this
+    shared machine move by ±20% from one run to the next): the run with the median ratio stands for them
+    all, with every run's rates under ``repeats``."""
+    runs = [bench_one(target, env, export, facts, workdir, args)]
+    while len(runs) < args.repeat and runs[0].get("ratio") and runs[0]["migrate"]["wall_s"] < REPEAT_UNDER_S:
+        runs.append(bench_one(target, env, export, facts, workdir, args))
+    if len(runs) == 1:
+        return runs[0]
+    measured = sorted((r for r in runs if r.get("ratio")), key=lambda r: r["ratio"])
+    middle = measured[len(measured) // 2] if measured else runs[0]
+    middle["repeats"] = [
+        {
+            "objects_per_s": r.get("migrate", {}).get("objects_per_s"),
+            "raw_rows_per_s": r.get("raw", {}).get("rows_per_s"),
+            "ratio": r.get("ratio"),
+        }
+        for r in runs
+    ]
+    return middle
+
+
+REPEAT_UNDER_S = 60
+
+
 def _r(v: float | None, digits: int = 0) -> float | None:
     if v is None:
         return None
@@ -880,6 +907,8 @@ def markdown(results: dict[str, Any]) -> str:
         ratio_cell = (
             f"**{ratio:.2f}**" if ratio is not None and ratio >= 0.5 else (f"{ratio:.2f}" if ratio else "—")
         )
+        if r.get("repeats"):
+            ratio_cell += " (runs: " + ", ".join(f"{x['ratio']:.2f}" for x in r["repeats"] if x["ratio"]) + ")"
         lines.append(
             f"| {r['target']} | {_n(mig.get('objects'))} | {mig.get('wall_s'):.1f} | {_n(mig.get('objects_per_s'))} | "
             f"{_n(raw.get('rows_per_s'))} | {ratio_cell} | {_n(mig.get('peak_rss_mb'))} | "
@@ -976,6 +1005,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile-at", type=float, default=5, help="... starting this many seconds into the run")
     p.add_argument("--keep", action="store_true", help="keep the destination databases (and the work dir)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help=f"run each (target, size) this many times when one run takes under {REPEAT_UNDER_S} s, and "
+        "report the run with the median ratio (every run's rates are listed)",
+    )
     args = p.parse_args(argv)
     args.sizes = [10_000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -1043,7 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
                                 results["notes"].append(f"{target} {n:,}: skipped, {why}.")
                                 print(f"[{target} {n}] skipped: {why}", file=sys.stderr, flush=True)
                                 continue
-                        prev = bench_one(target, env, export, facts, workdir, args)
+                        prev = bench_repeated(target, env, export, facts, workdir, args)
                         results["runs"].append(prev)
                         _write(results, args.output)  # partial results survive an interrupted run
             except SetupError as exc:

@@ -1003,14 +1003,19 @@ class ExportSource:
                 if _skip(lines, consumed) < consumed:
                     return
                 for number in itertools.count():
-                    chunk = list(itertools.islice(lines, batch_size))
-                    if not chunk:
+                    if number % stride != offset:
+                        read = _skip(lines, batch_size)
+                    else:  # the lines are parsed as they are read (a batch of big records is not held)
+                        counted = [0]
+                        batch, _, _ = take(class_name, map(orjson.loads, _counting(lines, batch_size, counted)),
+                                           batch_size + 1, consumed)
+                        read = counted[0]
+                        if read:
+                            batch.checkpoint = str(consumed + read)
+                            yield batch
+                    if not read:
                         return
-                    if number % stride == offset:
-                        batch, _, _ = take(class_name, map(orjson.loads, chunk), batch_size + 1, consumed)
-                        batch.checkpoint = str(consumed + len(chunk))
-                        yield batch
-                    consumed += len(chunk)
+                    consumed += read
         with contextlib.closing(self._iter_records(entry)) as records:
             if _skip(records, consumed) < consumed:
                 return
@@ -1325,6 +1330,13 @@ def _in_thread(function: Any, *args: Any) -> Any:
         return done["result"]
 
     return wait
+
+
+def _counting(lines: Iterator[bytes], n: int, counted: list[int]) -> Iterator[bytes]:
+    """The next ``n`` lines (fewer at the end), counted in ``counted[0]`` as they are read."""
+    for line in itertools.islice(lines, n):
+        counted[0] += 1
+        yield line
 
 
 def _skip(records: Iterator[Any], n: int) -> int:
