@@ -566,9 +566,14 @@ def raw_postgres(dsn: str, ids: list[str]) -> dict[str, Any]:
 
 
 def sqlite_connect(path: Path) -> sqlite3.Connection:
+    """As parsectl opens a SQLite store (WAL, synchronous=NORMAL), with the page cache its migration
+    gives a load (without it, the raw rate at 1M rows is about a quarter lower)."""
+    from parsectl.migrate.writers import LOAD_CACHE_KIB
+
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
     return db
 
 
@@ -595,7 +600,8 @@ def raw_sqlite(path: Path, ids: list[str]) -> dict[str, Any]:
     finally:
         db.close()
     return {
-        "method": "sqlite3 executemany INSERT, one transaction (WAL, synchronous=NORMAL), PK on objectId, rows prebuilt",
+        "method": "sqlite3 executemany INSERT, one transaction (WAL, synchronous=NORMAL, the migration's 32 MB "
+        "page cache), PK on objectId, rows prebuilt",
         "rows": count,
         "seconds": _r(seconds, 3),
         "rows_per_s": _r(count / seconds),

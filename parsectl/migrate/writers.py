@@ -36,6 +36,7 @@ Encoder = Callable[[Any], Any] | None
 # seconds, whichever comes first
 COMMIT_ROWS = 100_000
 COMMIT_SECONDS = 1.0
+LOAD_CACHE_KIB = 32768  # SQLite: the page cache of a load (inserting into a big primary key rereads its pages)
 _STAGE = '"_parsectl_relation_rows"'  # SQLite: a relation's rows before they go into an empty join table
 _SKIPPED_TYPES = ("Relation", "ACL")
 
@@ -182,7 +183,7 @@ class SQLiteWriter(BulkWriter):
 
     async def begin_class(self, schema: ClassSchema) -> None:
         adapter: Any = self.adapter
-        adapter.db.execute("PRAGMA cache_size=-32768")
+        adapter.db.execute(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
         adapter.db.execute("PRAGMA threads=2")
 
     async def begin_relation(self, class_name: str, field: str) -> None:
