@@ -1,4 +1,4 @@
-"""APNs over HTTP/2 with token (``.p8`` key) authentication.
+"""APNs over HTTP/2 with token (``.p8`` key) or certificate (``.p12``, or PEM cert and key) authentication.
 
 One :class:`APNsProvider` per configured app (``topic``); like @parse/push-adapter's native APNs sender,
 devices are grouped by ``appIdentifier`` and sent through the providers whose topic matches (production
@@ -91,9 +91,10 @@ def build_notification(data: dict[str, Any], *, topic: str | None, expiration_ti
 
 
 class APNsProvider:
-    """One APNs connection (HTTP/2) with its provider token, for one topic."""
+    """One APNs connection (HTTP/2) for one topic, authenticated by its provider token, or (``token`` None) by
+    the client certificate its TLS context (``verify``) presents."""
 
-    def __init__(self, *, token: ProviderToken, topic: str | None, production: bool, endpoint: str | None = None,
+    def __init__(self, *, token: ProviderToken | None, topic: str | None, production: bool, endpoint: str | None = None,
                  verify: ssl.SSLContext | bool = True, timeout: float = 5.0, retry_limit: int = 3) -> None:
         self.token, self.topic, self.production = token, topic, production
         self.endpoint = (endpoint or (PRODUCTION if production else SANDBOX)).rstrip("/")
@@ -121,14 +122,16 @@ class APNsProvider:
                 async with self._gate:
                     response = await self._http().post(
                         f"{self.endpoint}/3/device/{quote(device_token, safe='')}", content=body,
-                        headers={**headers, "authorization": f"bearer {self.token.current}"})
+                        headers=headers if self.token is None else
+                        {**headers, "authorization": f"bearer {self.token.current}"})
             except httpx.HTTPError as exc:
                 if attempt < self.retry_limit:
                     attempt += 1
                     continue
                 return 0, {"reason": str(exc) or type(exc).__name__}
             answer = _json_object(response.content)
-            if response.status_code == 403 and answer.get("reason") == "ExpiredProviderToken" and not refreshed:
+            if response.status_code == 403 and answer.get("reason") == "ExpiredProviderToken" and not refreshed \
+                    and self.token is not None:
                 self.token.refresh()
                 refreshed = True
                 continue

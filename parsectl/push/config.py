@@ -3,7 +3,7 @@
 ::
 
     {"ios": {"token": {"key": "AuthKey_ABC123.p8", "keyId": "ABC123", "teamId": "TEAM123"},
-             "topic": "com.example.app", "production": true},
+             "topic": "com.example.app", "production": true},      # or "pfx": "apns.p12", "passphrase": ...
      "android": {"firebaseServiceAccount": "service-account.json"},
      "queueOptions": {"batchSize": 100}}
 
@@ -17,6 +17,7 @@ trust for it).
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ import orjson
 
 from parsectl.push.apns import APNsProvider, APNsSender
 from parsectl.push.base import ANDROID_TYPES, APPLE_TYPES, ProviderAdapter, PushAdapter, Sender
+from parsectl.push.certificates import ClientCertificate, ClientCertificateError, client_certificate
 from parsectl.push.fcm import FCMSender, ServiceAccount
 from parsectl.push.log import LogAdapter
 from parsectl.push.tokens import ProviderToken, load_private_key
 
 DEFAULT_BATCH_SIZE = 100
+log = logging.getLogger("parsectl.push")
 _KNOWN = {*APPLE_TYPES, *ANDROID_TYPES, "adapter", "queueOptions"}
 
 
@@ -97,16 +100,21 @@ def _batch_size(queue_options: Any) -> int:
     return size
 
 
-def _verify(where: str, entry: dict[str, Any]) -> ssl.SSLContext | bool:
+def _verify(where: str, entry: dict[str, Any], client: ClientCertificate | None = None) -> ssl.SSLContext | bool:
+    """How the provider's TLS connection is set up: the CA bundle it trusts (``caFile``, else the system's)
+    and, for certificate authentication, the client certificate it presents."""
     ca_file = entry.get("caFile")
-    if ca_file is None:
+    if ca_file is None and client is None:
         return True
-    if not isinstance(ca_file, str) or not Path(ca_file).is_file():
+    if ca_file is not None and (not isinstance(ca_file, str) or not Path(ca_file).is_file()):
         raise _fail(f"{where}.caFile", f"must be the path of a CA bundle, not {ca_file!r}")
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file)
     except ssl.SSLError as exc:
         raise _fail(f"{where}.caFile", f"cannot be loaded ({exc})") from None
+    if client is not None:
+        client.load_into(context)
+    return context
 
 
 def _endpoint(where: str, entry: dict[str, Any]) -> str | None:
@@ -117,13 +125,39 @@ def _endpoint(where: str, entry: dict[str, Any]) -> str | None:
 
 
 def _apns(where: str, entry: dict[str, Any]) -> APNsProvider:
-    if "token" not in entry:
-        if any(k in entry for k in ("cert", "key", "pfx")):
-            raise _fail(where, "certificate authentication (cert/key/pfx) is not supported by parsectl: use token "
-                               "authentication, {\"token\": {\"key\": \"AuthKey.p8\", \"keyId\": ..., \"teamId\": ...}}")
-        raise _fail(where, "needs token authentication: {\"token\": {\"key\": \"AuthKey.p8\", \"keyId\": ..., "
-                           "\"teamId\": ...}}")
-    token = entry["token"]
+    provider_token: ProviderToken | None = None
+    client: ClientCertificate | None = None
+    if "token" in entry:
+        provider_token = _provider_token(where, entry["token"])
+    elif any(k in entry for k in ("cert", "key", "pfx")):
+        try:
+            client = client_certificate(entry)
+        except ClientCertificateError as exc:
+            raise _fail(f"{where}.{exc.key}", str(exc)) from None
+    else:
+        raise _fail(where, "needs token authentication, {\"token\": {\"key\": \"AuthKey.p8\", \"keyId\": ..., "
+                           "\"teamId\": ...}}, or a certificate, {\"pfx\": \"apns.p12\", \"passphrase\": ...}")
+    topic = entry.get("topic") or entry.get("bundleId")
+    if not isinstance(topic, str) or not topic:
+        raise _fail(f"{where}.topic", "is required: the app's bundle id, such as com.example.app")
+    production = entry.get("production", False)
+    if not isinstance(production, bool):
+        raise _fail(f"{where}.production", "must be true or false")
+    timeout = entry.get("requestTimeout", 5000)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise _fail(f"{where}.requestTimeout", "must be a positive number of milliseconds")
+    retries = entry.get("connectionRetryLimit", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise _fail(f"{where}.connectionRetryLimit", "must be a non-negative integer")
+    if client is not None and client.expired:
+        log.warning("push %s: the APNs certificate %s expired on %s: Apple will refuse it", where,
+                    client.subject, client.not_after.date())
+    return APNsProvider(token=provider_token, topic=topic, production=production,
+                        endpoint=_endpoint(where, entry), verify=_verify(where, entry, client),
+                        timeout=timeout / 1000, retry_limit=retries)
+
+
+def _provider_token(where: str, token: Any) -> ProviderToken:
     if not isinstance(token, dict):
         raise _fail(f"{where}.token", "must be an object with key, keyId and teamId")
     for name in ("key", "keyId", "teamId"):
@@ -137,24 +171,9 @@ def _apns(where: str, entry: dict[str, Any]) -> APNsProvider:
             raise _fail(f"{where}.token.key", f"cannot read {token['key']!r} ({exc.strerror})") from None
     try:
         key = load_private_key(key_text)
-        provider_token = ProviderToken(key, token["keyId"], token["teamId"])
+        return ProviderToken(key, token["keyId"], token["teamId"])
     except (ValueError, TypeError) as exc:
         raise _fail(f"{where}.token.key", f"is not a usable .p8 key ({exc})") from None
-    topic = entry.get("topic") or entry.get("bundleId")
-    if not isinstance(topic, str) or not topic:
-        raise _fail(f"{where}.topic", "is required: the app's bundle id, such as com.example.app")
-    production = entry.get("production", False)
-    if not isinstance(production, bool):
-        raise _fail(f"{where}.production", "must be true or false")
-    timeout = entry.get("requestTimeout", 5000)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise _fail(f"{where}.requestTimeout", "must be a positive number of milliseconds")
-    retries = entry.get("connectionRetryLimit", 3)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise _fail(f"{where}.connectionRetryLimit", "must be a non-negative integer")
-    return APNsProvider(token=provider_token, topic=topic, production=production,
-                        endpoint=_endpoint(where, entry), verify=_verify(where, entry),
-                        timeout=timeout / 1000, retry_limit=retries)
 
 
 def _fcm(where: str, entry: dict[str, Any], kind: str) -> FCMSender:

@@ -15,6 +15,7 @@ from parsectl.server.config import ConfigError
 from tests.server.conftest import Client, make_client
 from tests.support.push_standins import (
     KEY_ID,
+    P12_PASSPHRASE,
     PROJECT_ID,
     TEAM_ID,
     TOPIC,
@@ -397,7 +398,11 @@ def test_apns_no_provider_for_other_app(sqlite_push_client: Client, apns: APNsSt
     ({"adapter": "carrier-pigeon"}, "adapter"),
     ({"web": {}}, "web and Expo is not supported"),
     ({"blackberry": {}}, "push to blackberry is not supported"),
-    ({"ios": {"cert": "c.pem", "topic": "x"}}, "certificate authentication"),
+    ({"ios": {"cert": "/nonexistent/c.pem", "key": "/nonexistent/c.key", "topic": "x"}},
+     "ios.cert: cannot read '/nonexistent/c.pem'"),
+    ({"ios": {"pfx": "/nonexistent/apns.p12", "topic": "x"}}, "ios.pfx: cannot read"),
+    ({"ios": {"key": "k.pem", "topic": "x"}}, "ios.cert: is required with key"),
+    ({"ios": {"topic": "x"}}, "or a certificate"),
     ({"ios": {"token": {"key": "/nonexistent/AuthKey.p8", "keyId": "k", "teamId": "t"}, "topic": "x"}},
      "cannot read"),
     ({"ios": {"token": {"key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "keyId": "k",
@@ -512,3 +517,62 @@ def test_odd_bodies_never_break(sqlite_push_client: Client) -> None:
         row = finished(c, r.headers["x-parse-push-status-id"])
         assert row["status"] in ("succeeded", "failed"), (body, row)
     assert push(c, {"where": {}, "push_time": 1e30}).json()["error"] == "1e+30 is not valid time."
+
+
+# --- certificate authentication (a .p12, or a PEM certificate and key) ------------------------------------------
+def _cert_entries(creds: Credentials) -> dict[str, dict[str, Any]]:
+    return {"pfx": {"pfx": str(creds.client_p12_file), "passphrase": P12_PASSPHRASE},
+            "cert and key": {"cert": str(creds.client_cert_file), "key": creds.client_key_file.read_text()}}
+
+
+@pytest.mark.parametrize("how", ["pfx", "cert and key", "token"])
+def test_apns_certificate_authentication(creds: Credentials, how: str) -> None:
+    """A stand-in APNs that requires a client certificate (as Apple's does for certificate authentication):
+    a provider configured with the .p12 or the PEM pair is let in and sends without a provider token; one
+    with only a .p8 token cannot even connect, and its device fails."""
+    import asyncio
+
+    from parsectl.push.config import load
+
+    auth = {"token": {"key": str(creds.p8_file), "keyId": KEY_ID, "teamId": TEAM_ID}} if how == "token" \
+        else _cert_entries(creds)[how]
+    with APNsStandIn(creds, client_certs=True) as apns:
+        setup = load({"ios": {**auth, "topic": TOPIC, "endpoint": apns.url, "caFile": str(creds.ca_file),
+                              "connectionRetryLimit": 0}})
+
+        async def go() -> Any:
+            try:
+                return await setup.adapter.send({"data": {"alert": "by certificate"}}, [
+                    {"deviceToken": "c1", "deviceType": "ios", "appIdentifier": TOPIC}], "id")
+            finally:
+                await setup.adapter.close()  # type: ignore[attr-defined]
+
+        [result] = asyncio.run(go())
+    if how == "token":
+        assert result["transmitted"] is False and apns.requests == []
+        return
+    assert result == {"transmitted": True, "device": {"deviceToken": "c1", "deviceType": "ios"}}
+    [request] = apns.requests
+    assert "authorization" not in request.headers and request.headers["apns-topic"] == TOPIC
+    assert request.payload["aps"]["alert"] == {"body": "by certificate"} and request.http_version == "2"
+
+
+def test_apns_certificate_problems_are_named_at_start_up(tmp_path: Path, creds: Credentials) -> None:
+    def refused(entry: dict[str, Any]) -> str:
+        with pytest.raises(ConfigError) as info:
+            ParseServer(app_id="a", master_key="m", database_uri=f"sqlite:///{tmp_path / 'p.db'}",
+                        push={"ios": {**entry, "topic": TOPIC}})
+        return str(info.value)
+
+    assert "ios.pfx: cannot be opened: a wrong (or missing) passphrase" in refused(
+        {"pfx": str(creds.client_p12_file), "passphrase": "wrong"})
+    assert "ios.pfx: cannot be opened" in refused({"pfx": str(creds.client_p12_file)})
+    assert "ios.pfx: cannot be opened" in refused({"pfx": str(creds.p8_file), "passphrase": "x"})
+    assert "ios.key: is not the certificate's private key" in refused(
+        {"cert": str(creds.client_cert_file), "key": str(creds.p8_file)})
+    assert "ios.cert: is not a PEM certificate" in refused(
+        {"cert": str(creds.client_key_file), "key": str(creds.client_key_file)})
+    # the PEM text itself works as well as a path
+    ParseServer(app_id="a", master_key="m", database_uri=f"sqlite:///{tmp_path / 'q.db'}",
+                push={"ios": {"cert": creds.client_cert_file.read_text(), "key": str(creds.client_key_file),
+                              "topic": TOPIC}})

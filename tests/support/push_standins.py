@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from parsectl.push.tokens import b64url_decode
@@ -52,6 +54,14 @@ class Credentials:
     p8_file: Path
     apns_public: ec.EllipticCurvePublicKey
     fcm_key: rsa.RSAPrivateKey
+    # an "Apple Push Services" client certificate signed by the test CA: PEM cert and (unencrypted) key, and
+    # the same in a .p12 with passphrase P12_PASSPHRASE
+    client_cert_file: Path
+    client_key_file: Path
+    client_p12_file: Path
+
+
+P12_PASSPHRASE = "push-test-pw"
 
 
 def make_credentials(directory: Path) -> Credentials:
@@ -85,7 +95,21 @@ def make_credentials(directory: Path) -> Credentials:
     p8_file = directory / f"AuthKey_{KEY_ID}.p8"
     p8_file.write_bytes(_pem(apns_key))
     fcm_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return Credentials(directory, ca_file, cert_file, key_file, p8_file, apns_key.public_key(), fcm_key)
+    client_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Apple Push Services: {TOPIC}")]))
+              .issuer_name(ca_name).public_key(client_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
+    client_cert_file, client_key_file = directory / "apns-client.pem", directory / "apns-client.key"
+    client_cert_file.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    client_key_file.write_bytes(_pem(client_key))
+    client_p12_file = directory / "apns-client.p12"
+    client_p12_file.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"apns", client_key, client, None, serialization.BestAvailableEncryption(P12_PASSPHRASE.encode())))
+    return Credentials(directory, ca_file, cert_file, key_file, p8_file, apns_key.public_key(), fcm_key,
+                       client_cert_file, client_key_file, client_p12_file)
 
 
 def service_account(creds: Credentials, token_uri: str) -> dict[str, Any]:
@@ -120,13 +144,15 @@ async def _answer(send: Any, status: int, body: Any = None, headers: list[tuple[
 class _Hypercorn:
     """Serve an ASGI app with hypercorn over TLS on 127.0.0.1 in a background thread."""
 
-    def __init__(self, app: Any, creds: Credentials, *, h2_only: bool) -> None:
+    def __init__(self, app: Any, creds: Credentials, *, h2_only: bool, client_certs: bool = False) -> None:
         from hypercorn.config import Config
 
         self.port = free_port()
         self.config = Config()
         self.config.bind = [f"127.0.0.1:{self.port}"]
         self.config.certfile, self.config.keyfile = str(creds.cert_file), str(creds.key_file)
+        if client_certs:  # the TLS handshake fails without a client certificate the test CA signed
+            self.config.ca_certs, self.config.verify_mode = str(creds.ca_file), ssl.CERT_REQUIRED
         self.config.alpn_protocols = ["h2"] if h2_only else ["h2", "http/1.1"]
         self.config.accesslog = None
         self.config.errorlog = None
@@ -178,15 +204,18 @@ class APNsRequest:
 
 @dataclass
 class APNsStandIn:
-    """Answers 200 unless ``answers[token] = (status, reason)``; 403 for a token that fails verification."""
+    """Answers 200 unless ``answers[token] = (status, reason)``; 403 for a token that fails verification.
+    With ``client_certs``, connections must present a client certificate the test CA signed (certificate
+    authentication), and a request without a provider token is accepted."""
 
     creds: Credentials
     answers: dict[str, tuple[int, str]] = field(default_factory=dict)
     requests: list[APNsRequest] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    client_certs: bool = False
 
     def __post_init__(self) -> None:
-        self.server = _Hypercorn(self.app, self.creds, h2_only=True)
+        self.server = _Hypercorn(self.app, self.creds, h2_only=True, client_certs=self.client_certs)
 
     @property
     def url(self) -> str:
@@ -222,7 +251,10 @@ class APNsStandIn:
             await _answer(send, 405 if scope["method"] != "POST" else 404, {"reason": "BadPath"})
             return
         token = path[len("/3/device/"):]
-        verified = self._verify(headers.get("authorization", ""))
+        if self.client_certs and "authorization" not in headers:
+            verified: tuple[dict[str, Any], dict[str, Any]] | str = ({}, {})  # the TLS handshake checked it
+        else:
+            verified = self._verify(headers.get("authorization", ""))
         if isinstance(verified, str):
             self.rejected.append(verified)
             await _answer(send, 403, {"reason": verified})
