@@ -576,3 +576,29 @@ def test_apns_certificate_problems_are_named_at_start_up(tmp_path: Path, creds: 
     ParseServer(app_id="a", master_key="m", database_uri=f"sqlite:///{tmp_path / 'q.db'}",
                 push={"ios": {"cert": creds.client_cert_file.read_text(), "key": str(creds.client_key_file),
                               "topic": TOPIC}})
+
+
+def test_an_expired_apns_certificate_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from parsectl.push.config import load
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Apple Push Services: com.example.old")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=400))
+            .not_valid_after(now - datetime.timedelta(days=35)).sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    with caplog.at_level("WARNING", logger="parsectl.push"):
+        load({"ios": {"cert": pem, "key": key_pem, "topic": "com.example.old"}})
+    [record] = [r for r in caplog.records if "expired" in r.getMessage()]
+    assert "com.example.old" in record.getMessage() and str((now - datetime.timedelta(days=35)).date()) in \
+        record.getMessage()
