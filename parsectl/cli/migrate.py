@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -48,8 +49,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
                 validate: bool = True, fix: bool = False, parallel: bool | None = False,
-                check_size: bool = True) -> Any:
-    """The Source for ``--from``."""
+                check_size: bool = True, tmp_dir: Path | None = None) -> Any:
+    """The Source for ``--from`` (an export's temporary files in ``tmp_dir``, else the system's folder)."""
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
             _fail("a Parse Server source needs --app-id and --master-key")
@@ -72,7 +73,7 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     from parsectl.migrate.sources.export import ExportSource
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
-                        validate=validate, fix=fix, parallel=parallel, check_size=check_size)
+                        validate=validate, fix=fix, parallel=parallel, check_size=check_size, tmp_dir=tmp_dir)
 
 
 class _Bars:
@@ -189,7 +190,8 @@ def migrate(
                                 help="After the copy, keep applying the live source's changes until Ctrl-C or "
                                      "SIGTERM, then remove what the source deleted (copy, sync, finalise)"),
     batch_size: int = typer.Option(2000, "--batch-size", min=1, max=100_000),
-    state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir", help="Where checkpoints are kept"),
+    state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir",
+                                   help="Where checkpoints and the plan's temporary files are kept"),
     output: str = typer.Option("text", "--output", help="text or json"),
 ) -> None:
     """Copy a Parse app's data (ids, timestamps, passwords, ACLs, roles, relations, files) into a database
@@ -209,10 +211,17 @@ def migrate(
     adapter_spec = _json_option("--files-adapter", files_adapter)
     # a dry run converts every object while planning, to list every problem; a real run converts each
     # object once, as it copies it, and reports the few that cannot be stored as skipped
+    # an export's plan index and spool files (about a third of its size) go in the state folder, on disk:
+    # the system's temporary folder is a RAM-backed tmpfs on many systems
+    made_state_dir = not state_dir.exists()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create --state-dir {state_dir}: {exc.strerror}")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
                          validate=dry_run, fix=on_problem == "fix", parallel=None,
-                         check_size=to is None or to.startswith("mongodb"))
+                         check_size=to is None or to.startswith("mongodb"), tmp_dir=state_dir)
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
                       classes=[c.strip() for c in classes.split(",")] if classes else None)
@@ -250,7 +259,16 @@ def migrate(
         _fail(str(exc), EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue where it stopped", 130)
+    finally:
+        _remove_if_empty(state_dir, made_state_dir)
     _print_report(report.to_json(), output)
+
+
+def _remove_if_empty(folder: Path, made: bool) -> None:
+    """The state folder this run made, when nothing is left in it (a dry run, a finished migration)."""
+    if made:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _json_option(name: str, value: str | None) -> Any:

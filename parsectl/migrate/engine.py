@@ -264,8 +264,10 @@ class Migration:
         if self.options.files and hasattr(self.source, "collect_files"):
             self.source.collect_files = True  # its batches name the files with the URLs the records give
         await self.source.open()
+        writes = not self.options.dry_run  # opening a destination creates parse-server's start-up classes
         try:
-            await self.dest.open()
+            if writes:
+                await self.dest.open()
         except Exception:
             await self.source.close()
             raise
@@ -273,7 +275,8 @@ class Migration:
             await self._run()
         finally:
             await self.source.close()
-            await self.dest.close()
+            if writes:
+                await self.dest.close()
             self.report.seconds = time.monotonic() - started
         return self.report
 

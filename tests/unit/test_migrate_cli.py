@@ -1,0 +1,67 @@
+"""``parsectl migrate`` from the command line: what a dry run shows and what it leaves behind (nothing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from parsectl.cli.main import app
+from tests.support.export_gen import generate_export
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path) -> Iterator[Path]:
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        yield tmp_path
+    finally:
+        os.chdir(cwd)
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(in_tmp: Path) -> None:
+    """The plan: every class with its count, the inferred schema and every problem; and nothing written:
+    no destination file (opening one creates parse-server's start-up classes), no state folder, no
+    temporary file."""
+    facts = generate_export(in_tmp / "export", objects=300, problems=True)
+    dest = in_tmp / "app.db"
+    result = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--to", f"sqlite:///{dest}",
+                                      "--dry-run", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["dryRun"] is True
+    assert {name: c["sourceCount"] for name, c in report["classes"].items()} == facts.counts
+    assert all(c["copied"] == 0 for c in report["classes"].values())
+    assert {p["kind"] for p in report["problems"]} >= set(facts.problems)
+    assert report["schemaNotes"]["Post"]["likes"].startswith("relation file, target inferred from")
+    assert not dest.exists()
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["export"]  # the state folder it made is gone
+
+
+def test_the_plans_temporary_files_go_in_the_state_folder(in_tmp: Path) -> None:
+    """Not in the system's temporary folder (a RAM-backed tmpfs on many systems): the state folder, on disk,
+    which keeps only the checkpoint of an unfinished migration."""
+    from parsectl.migrate.sources import export
+
+    seen: list[str] = []
+    real = export._temp_file
+
+    def spy(kind: str, directory: str | None) -> tuple[int, str]:
+        seen.append(str(directory))
+        return real(kind, directory)
+
+    facts = generate_export(in_tmp / "export", objects=300)
+    state = in_tmp / "state"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "_temp_file", spy)
+        result = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--to",
+                                          f"sqlite:///{in_tmp / 'app.db'}", "--state-dir", str(state), "--yes",
+                                          "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert seen and set(seen) == {str(state)}
+    assert not state.exists()  # made by this run, empty at its end: removed
