@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote as url_quote
 
 import orjson
 
@@ -122,6 +123,7 @@ class SQLiteAdapter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # reads beside another task's transaction
         self._decoders: dict[int, tuple[ClassSchema, list[tuple[str, Any]]]] = {}
 
     # --- connection ---------------------------------------------------------------------------------
@@ -143,6 +145,9 @@ class SQLiteAdapter:
             await self.ensure_class(ClassSchema.new(class_name))
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -151,7 +156,26 @@ class SQLiteAdapter:
     def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("SQLite adapter is not open")
+        if transactions.sqlite_reads_committed(self):  # another task's transaction is open
+            return self._reading()
         return self._db
+
+    @property
+    def can_read_beside(self) -> bool:
+        """Whether a second connection sees this database (not an in-memory one)."""
+        return str(self.path) not in (":memory:", "") and not str(self.path).startswith("file::memory:")
+
+    def _reading(self) -> sqlite3.Connection:
+        """A read-only connection to the same file: it reads what is committed while the main connection's
+        transaction is open (WAL)."""
+        if self._reader is None:
+            path = url_quote(str(self.path.resolve()))
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=10000")
+            db.create_function("parse_regex", 3, regex_match, deterministic=True)
+            geo_math.register(db)
+            self._reader = db
+        return self._reader
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -573,8 +597,11 @@ class SQLiteAdapter:
                 self.db.execute(f"ANALYZE {quote(table)}")
 
 
-# While one task's transaction is open, other tasks' calls wait for it (parsectl.storage.transactions).
-for _name in ("load_schemas", "ensure_class", "add_fields", "set_class_level_permissions", "delete_fields",
-              "delete_class", "find", "explain", "count", "insert", "insert_batch", "update", "delete",
-              "insert_many", "upsert_many", "remove_relation_rows", "add_relation_rows", "relation_rows"):
+# While one task's transaction is open, other tasks' writes wait for it and their reads see what is committed
+# (parsectl.storage.transactions).
+for _name in ("ensure_class", "add_fields", "set_class_level_permissions", "delete_fields", "delete_class",
+              "insert", "insert_batch", "update", "delete", "insert_many", "upsert_many", "remove_relation_rows",
+              "add_relation_rows"):
     setattr(SQLiteAdapter, _name, transactions.sqlite_gated(getattr(SQLiteAdapter, _name)))
+for _name in ("schema_version", "load_schemas", "find", "explain", "count", "relation_rows"):
+    setattr(SQLiteAdapter, _name, transactions.sqlite_read(getattr(SQLiteAdapter, _name)))

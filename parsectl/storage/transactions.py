@@ -5,9 +5,10 @@ database transaction, committed when the block ends and rolled back when it rais
 
 * PostgreSQL: one pooled connection is pinned to the task; the adapter's own ``conn.transaction()`` blocks
   inside become savepoints. Other requests use other connections (normal isolation).
-* SQLite: the adapter's single connection runs ``BEGIN IMMEDIATE``; the task's writes become savepoints;
-  every other task's storage call waits until the transaction ends (so no other request reads uncommitted
-  data or writes into it). One transaction at a time.
+* SQLite: the adapter's connection runs ``BEGIN IMMEDIATE``; the task's writes become savepoints. Other
+  tasks read what is committed, on a read-only connection of their own (WAL lets it run beside the
+  transaction: a Cloud Code webhook that queries the server during a transactional batch gets its answer),
+  and their writes wait until the transaction ends (none writes into it). One transaction at a time.
 * MongoDB: a client session with a transaction; collection calls of the task carry ``session=``. A
   deployment without transactions (a standalone server) refuses, as it refuses parse-server.
 """
@@ -174,7 +175,7 @@ def sqlite_in_own_transaction(adapter: Any) -> bool:
 
 
 def sqlite_gated(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an async adapter method so it waits while another task's transaction is open."""
+    """Wrap an async adapter method (a write) so it waits while another task's transaction is open."""
 
     @functools.wraps(fn)
     async def gated(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -184,6 +185,34 @@ def sqlite_gated(fn: Callable[..., Any]) -> Callable[..., Any]:
         return await fn(self, *args, **kwargs)
 
     return gated
+
+
+# the adapter whose calls in this task read from its read-only connection (another task's transaction is open)
+_committed_reads: ContextVar[Any] = ContextVar("parsectl_sqlite_committed_reads", default=None)
+
+
+def sqlite_reads_committed(adapter: Any) -> bool:
+    """Whether this task's calls to ``adapter`` go to its read-only connection (see :func:`sqlite_read`)."""
+    return _committed_reads.get() is adapter
+
+
+def sqlite_read(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an async adapter method that only reads: while another task's transaction is open, it reads
+    what is committed on the adapter's read-only connection, without waiting (the method's statements
+    run without an ``await`` between them, so tasks do not interleave on that connection)."""
+
+    @functools.wraps(fn)
+    async def read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state = self.__dict__.get("_transactions")
+        if state is None or state.open is None or state.owned(self) or not self.can_read_beside:
+            return await fn(self, *args, **kwargs)
+        token = _committed_reads.set(self)
+        try:
+            return await fn(self, *args, **kwargs)
+        finally:
+            _committed_reads.reset(token)
+
+    return read
 
 
 # --- MongoDB ------------------------------------------------------------------------------------------

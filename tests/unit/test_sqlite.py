@@ -19,6 +19,7 @@ from parsectl.storage.sqlite import SQLiteAdapter
 from parsectl.storage.sqlite_query import Compiler, regex_match
 
 run = asyncio.run
+T0 = "2015-01-01T00:00:00.000Z"
 
 FIELDS = {
     "n": {"type": "Number"},
@@ -774,3 +775,43 @@ def test_update_on_missing_class_is_empty(items):
     adapter, _ = items
     ghost = ClassSchema.new("Ghost", {"x": {"type": "String"}})
     assert run(adapter.update(ghost, q.TRUE, {"x": "y"}, many=True)) == []
+
+
+def test_other_tasks_read_what_is_committed_beside_an_open_transaction(tmp_path: Path) -> None:
+    """While one task's transaction (POST /batch with "transaction": true) is open, another task's reads
+    answer at once with what is committed, on a read-only connection (a Cloud Code webhook that queries the
+    server during the batch used to wait for it, until its own timeout); its writes wait for the end."""
+
+    async def go() -> None:
+        db = SQLiteAdapter(tmp_path / "t.db")
+        await db.open()
+        schema = await db.ensure_class(ClassSchema.new("T", {"n": {"type": "Number"}}))
+        await db.insert(schema, {"objectId": "a", "createdAt": T0, "updatedAt": T0, "n": 1})
+        version = await db.schema_version()
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def batch() -> None:
+            async with db.transaction():
+                await db.insert(schema, {"objectId": "b", "createdAt": T0, "updatedAt": T0, "n": 2})
+                await db.ensure_class(ClassSchema.new("New"))  # a schema change inside it
+                inside.set()
+                await release.wait()
+
+        task = asyncio.create_task(batch())
+        await inside.wait()
+        found = await asyncio.wait_for(db.find(schema, q.TRUE), 2)
+        assert [o["objectId"] for o in found] == ["a"]  # not the uncommitted one
+        assert await asyncio.wait_for(db.count(schema, q.TRUE), 2) == 1
+        assert "New" not in await asyncio.wait_for(db.load_schemas(), 2)
+        assert await asyncio.wait_for(db.schema_version(), 2) == version
+        write = asyncio.create_task(db.insert(schema, {"objectId": "c", "createdAt": T0, "updatedAt": T0, "n": 3}))
+        await asyncio.sleep(0.2)
+        assert not write.done()  # writes wait for the transaction
+        release.set()
+        await task
+        await write
+        assert sorted(o["objectId"] for o in await db.find(schema, q.TRUE)) == ["a", "b", "c"]
+        assert "New" in await db.load_schemas() and await db.schema_version() > version
+        await db.close()
+
+    run(go())
