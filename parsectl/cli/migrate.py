@@ -211,7 +211,7 @@ def migrate(
     adapter_spec = _json_option("--files-adapter", files_adapter)
     # a dry run converts every object while planning, to list every problem; a real run converts each
     # object once, as it copies it, and reports the few that cannot be stored as skipped
-    # an export's plan index and spool files (about a third of its size) go in the state folder, on disk:
+    # an export's plan index and spool files (about a quarter of its size) go in the state folder, on disk:
     # the system's temporary folder is a RAM-backed tmpfs on many systems
     made_state_dir = not state_dir.exists()
     try:
