@@ -468,9 +468,9 @@ class Migration:
     async def _write_rows(self, schema: ClassSchema, batch: Batch, progress: dict[str, Any],
                           skip: set[tuple[str, str]], files: dict[str, str | None]) -> None:
         """Write a batch the source made into rows (what the objects loop does, from the batch's facts)."""
+        files.update((k, v) for k, v in batch.files.items() if k not in files)
+        progress["legacyTokens"] = progress.get("legacyTokens", 0) + batch.legacy_tokens
         if batch.spool is not None:  # no object of the class is left out (see _copy_class)
-            files.update((k, v) for k, v in batch.files.items() if k not in files)
-            progress["legacyTokens"] = progress.get("legacyTokens", 0) + batch.legacy_tokens
             _count(progress, batch, batch.spooled, await self.writer.write_spool(schema, batch.spool))
             return
         rows = batch.rows or []
@@ -479,8 +479,6 @@ class Migration:
             kept = [i for i, oid in enumerate(batch.ids) if (name, oid) not in skip]
             progress["skipped"] += len(rows) - len(kept)
             rows = [rows[i] for i in kept]
-        files.update((k, v) for k, v in batch.files.items() if k not in files)
-        progress["legacyTokens"] = progress.get("legacyTokens", 0) + batch.legacy_tokens
         _count(progress, batch, len(rows), await self.writer.write_rows(schema, rows))
 
     async def _copy_relation(self, class_name: str, field_name: str, state: State) -> None:

@@ -25,13 +25,11 @@ import pickle
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -130,12 +128,6 @@ class _Spool:
         self.written.clear()
 
 
-def _remove_spool_files(directory: str | None, pid: int) -> None:
-    for path in Path(directory or tempfile.gettempdir()).glob(f"parsectl-spool-{pid}-*.sqlite"):
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
 class ReaderUnavailable(RuntimeError):
     """The worker ended before answering anything (it could not start): read in this process instead."""
 
@@ -175,7 +167,9 @@ class ObjectReader:
         if self._proc is not None:
             self._proc.kill()
             self._proc.wait(5)
-            _remove_spool_files(self.source.tmp_dir, self._proc.pid)  # what it wrote that was not loaded
+            from parsectl.migrate.sources.export import _remove_stale_temp_files
+
+            _remove_stale_temp_files(self.source.tmp_dir)  # its spool files that were not loaded
             self._proc = None
         self._busy = False
 
