@@ -213,11 +213,6 @@ def migrate(
     # object once, as it copies it, and reports the few that cannot be stored as skipped
     # an export's plan index and spool files (about a quarter of its size) go in the state folder, on disk:
     # the system's temporary folder is a RAM-backed tmpfs on many systems
-    made_state_dir = not state_dir.exists()
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"cannot create --state-dir {state_dir}: {exc.strerror}")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
                          validate=dry_run, fix=on_problem == "fix", parallel=None,
@@ -247,6 +242,11 @@ def migrate(
             migration.follow = stop
         return await migration.run()
 
+    made_state_dir = not state_dir.exists()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create --state-dir {state_dir}: {exc.strerror}")
     try:
         with _Bars(quiet=output == "json") as progress:
             migration = Migration(source, to, options, progress, confirm)

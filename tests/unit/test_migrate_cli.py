@@ -65,3 +65,10 @@ def test_the_plans_temporary_files_go_in_the_state_folder(in_tmp: Path) -> None:
     assert result.exit_code == 0, result.output
     assert seen and set(seen) == {str(state)}
     assert not state.exists()  # made by this run, empty at its end: removed
+
+
+def test_a_refused_command_leaves_nothing_behind(in_tmp: Path) -> None:
+    result = CliRunner().invoke(app, ["migrate", "--from", str(in_tmp / "missing.zip"), "--to",
+                                      f"sqlite:///{in_tmp / 'app.db'}"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert list(in_tmp.iterdir()) == []
