@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,13 +243,8 @@ def migrate(
             migration.follow = stop
         return await migration.run()
 
-    made_state_dir = not state_dir.exists()
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"cannot create --state-dir {state_dir}: {exc.strerror}")
-    try:
-        with _Bars(quiet=output == "json") as progress:
+        with _state_folder(state_dir), _Bars(quiet=output == "json") as progress:
             migration = Migration(source, to, options, progress, confirm)
             report = asyncio.run(run(migration))
     except MigrationError as exc:
@@ -259,16 +255,25 @@ def migrate(
         _fail(str(exc), EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue where it stopped", 130)
-    finally:
-        _remove_if_empty(state_dir, made_state_dir)
     _print_report(report.to_json(), output)
 
 
-def _remove_if_empty(folder: Path, made: bool) -> None:
-    """The state folder this run made, when nothing is left in it (a dry run, a finished migration)."""
-    if made:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+@contextlib.contextmanager
+def _state_folder(folder: Path) -> Iterator[None]:
+    """The folder of a run's checkpoints and temporary files (an export's plan index: on disk, where the
+    system's temporary folder is often a RAM-backed tmpfs), made for it, and removed after it if it made
+    it and nothing is left in it (a dry run, a finished migration)."""
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create --state-dir {folder}: {exc.strerror}")
+    try:
+        yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _json_option(name: str, value: str | None) -> Any:
@@ -295,6 +300,8 @@ def verify_cmd(
         "fail", "--on-problem",
         help="fix: compare with the repairs `migrate --on-problem fix` made to an export (renames, moved "
              "values, unset dangling pointers)"),
+    state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir",
+                                   help="Where the plan's temporary files are kept"),
     output: str = typer.Option("text", "--output", help="text or json"),
 ) -> None:
     """Compare source and destination: counts, a checksum per object, relations, files. Exit 1 on a mismatch."""
@@ -303,11 +310,12 @@ def verify_cmd(
     if on_problem not in ("fail", "fix"):
         _fail("verify's --on-problem is fail (compare with the export as it is) or fix")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
-                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix")
+                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir)
     try:
-        report = asyncio.run(verify(source, to, files=files, files_adapter=_json_option("--files-adapter",
-                                                                                         files_adapter),
-                                    classes=[c.strip() for c in classes.split(",")] if classes else None))
+        with _state_folder(state_dir):
+            report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]
+                                        if classes else None,
+                                        files_adapter=_json_option("--files-adapter", files_adapter)))
     except (ConnectionError, OSError) as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     data = report.to_json()

@@ -45,7 +45,7 @@ def test_dry_run_shows_the_plan_and_writes_nothing(in_tmp: Path) -> None:
 
 def test_the_plans_temporary_files_go_in_the_state_folder(in_tmp: Path) -> None:
     """Not in the system's temporary folder (a RAM-backed tmpfs on many systems): the state folder, on disk,
-    which keeps only the checkpoint of an unfinished migration."""
+    which keeps only the checkpoint of an unfinished migration; for ``migrate verify`` too."""
     from parsectl.migrate.sources import export
 
     seen: list[str] = []
@@ -62,9 +62,14 @@ def test_the_plans_temporary_files_go_in_the_state_folder(in_tmp: Path) -> None:
         result = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--to",
                                           f"sqlite:///{in_tmp / 'app.db'}", "--state-dir", str(state), "--yes",
                                           "--output", "json"])
-    assert result.exit_code == 0, result.output
-    assert seen and set(seen) == {str(state)}
-    assert not state.exists()  # made by this run, empty at its end: removed
+        assert result.exit_code == 0, result.output
+        assert seen and set(seen) == {str(state)}
+        assert not state.exists()  # made by this run, empty at its end: removed
+        seen.clear()
+        checked = CliRunner().invoke(app, ["migrate", "verify", "--from", str(facts.path), "--to",
+                                           f"sqlite:///{in_tmp / 'app.db'}", "--state-dir", str(state)])
+    assert checked.exit_code == 0 and "verify: everything matches" in checked.output, checked.output
+    assert seen and set(seen) == {str(state)} and not state.exists()
 
 
 def test_a_refused_command_leaves_nothing_behind(in_tmp: Path) -> None:
