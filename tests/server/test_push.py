@@ -347,7 +347,6 @@ def test_log_adapter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
 
 def test_apns_token_refresh_and_retry(creds: Credentials, apns: APNsStandIn) -> None:
     """An APNs 403 ExpiredProviderToken makes the provider sign a new token and retry once."""
-    import asyncio
 
     from parsectl.push.config import load
 
@@ -361,14 +360,7 @@ def test_apns_token_refresh_and_retry(creds: Credentials, apns: APNsStandIn) -> 
     token._issued_at = real_clock()  # noqa: SLF001 - ... while the cache thinks it fresh
     assert token.current == stale
 
-    async def go() -> Any:
-        try:
-            return await setup.adapter.send({"data": {"alert": "x"}}, [
-                {"deviceToken": "r1", "deviceType": "ios", "appIdentifier": TOPIC}], "id")
-        finally:
-            await setup.adapter.close()  # type: ignore[attr-defined]
-
-    results = asyncio.run(go())
+    results = _send(setup, {"data": {"alert": "x"}}, ["r1"])
     assert results == [{"transmitted": True, "device": {"deviceToken": "r1", "deviceType": "ios"}}]
     assert apns.rejected == ["ExpiredProviderToken"] and len(apns.requests) == 1
     assert token.current != stale
@@ -446,7 +438,6 @@ def test_fcm_service_account_file(tmp_path: Path, creds: Credentials, fcm: FCMSt
 
 
 def test_production_refusals_are_retried_on_sandbox(creds: Credentials, apns: APNsStandIn) -> None:
-    import asyncio
 
     from parsectl.push.config import load
 
@@ -458,15 +449,7 @@ def test_production_refusals_are_retried_on_sandbox(creds: Credentials, apns: AP
             {"token": token, "topic": TOPIC, "production": True, "endpoint": apns.url, "caFile": str(creds.ca_file)},
         ]})
 
-        async def go() -> Any:
-            try:
-                return await setup.adapter.send({"data": {"alert": "x"}}, [
-                    {"deviceToken": "dev1", "deviceType": "ios", "appIdentifier": TOPIC},
-                    {"deviceToken": "prod1", "deviceType": "ios", "appIdentifier": TOPIC}], "id")
-            finally:
-                await setup.adapter.close()  # type: ignore[attr-defined]
-
-        results = asyncio.run(go())
+        results = _send(setup, {"data": {"alert": "x"}}, ["dev1", "prod1"])
         assert sorted(r["device"]["deviceToken"] for r in results if r["transmitted"]) == ["dev1", "prod1"]
         assert sorted(r.device_token for r in apns.requests) == ["dev1", "prod1"]  # production first
         assert [r.device_token for r in sandbox.requests] == ["dev1"]
@@ -530,7 +513,6 @@ def test_apns_certificate_authentication(creds: Credentials, how: str) -> None:
     """A stand-in APNs that requires a client certificate (as Apple's does for certificate authentication):
     a provider configured with the .p12 or the PEM pair is let in and sends without a provider token; one
     with only a .p8 token cannot even connect, and its device fails."""
-    import asyncio
 
     from parsectl.push.config import load
 
@@ -540,14 +522,7 @@ def test_apns_certificate_authentication(creds: Credentials, how: str) -> None:
         setup = load({"ios": {**auth, "topic": TOPIC, "endpoint": apns.url, "caFile": str(creds.ca_file),
                               "connectionRetryLimit": 0}})
 
-        async def go() -> Any:
-            try:
-                return await setup.adapter.send({"data": {"alert": "by certificate"}}, [
-                    {"deviceToken": "c1", "deviceType": "ios", "appIdentifier": TOPIC}], "id")
-            finally:
-                await setup.adapter.close()  # type: ignore[attr-defined]
-
-        [result] = asyncio.run(go())
+        [result] = _send(setup, {"data": {"alert": "by certificate"}}, ["c1"])
     if how == "token":
         assert result["transmitted"] is False and apns.requests == []
         return
@@ -602,3 +577,17 @@ def test_an_expired_apns_certificate_is_logged(tmp_path: Path, caplog: pytest.Lo
     [record] = [r for r in caplog.records if "expired" in r.getMessage()]
     assert "com.example.old" in record.getMessage() and str((now - datetime.timedelta(days=35)).date()) in \
         record.getMessage()
+
+
+def _send(setup: Any, body: dict[str, Any], ios_tokens: list[str]) -> list[dict[str, Any]]:
+    """Send ``body`` to iOS devices of the test app through a loaded ``push`` setup, then close it."""
+    import asyncio
+
+    async def go() -> Any:
+        try:
+            return await setup.adapter.send(body, [{"deviceToken": t, "deviceType": "ios", "appIdentifier": TOPIC}
+                                                   for t in ios_tokens], "id")
+        finally:
+            await setup.adapter.close()
+
+    return asyncio.run(go())
