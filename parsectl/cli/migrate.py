@@ -177,7 +177,8 @@ def migrate(
                                       help='Destination files adapter as JSON, e.g. {"module":"s3","options":{...}}'),
     mode: str = typer.Option(None, "--mode", help="fresh (empty the destination's classes first) or merge"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (with --mode fresh)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and every problem; write nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and every problem; write nothing "
+                                                          "(exit 1 if a problem would stop the migration)"),
     on_problem: str = typer.Option(
         "fail", "--on-problem",
         help="fail; skip the objects with problems; or fix what can be repaired (dangling pointers unset, "
@@ -256,6 +257,10 @@ def migrate(
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue where it stopped", 130)
     _print_report(report.to_json(), output)
+    if dry_run and report.blocking:  # the plan's answer, for scripts: this migration would stop
+        _fail(f"{report.blocking} problem(s) would stop this migration under --on-problem {on_problem} (listed "
+              "above); --on-problem skip leaves the offending objects out, --on-problem fix repairs what it can",
+              EXIT_FAILED)
 
 
 @contextlib.contextmanager

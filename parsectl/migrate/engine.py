@@ -92,11 +92,12 @@ class Report:
     followed: int = 0
     deleted: int = 0
     follow_mode: str | None = None  # "change stream" or "polling"
+    blocking: int = 0  # problems that stop the migration under its --on-problem policy
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source, "destination": self.destination, "dryRun": self.dry_run,
-            "resumed": self.resumed, "seconds": round(self.seconds, 3),
+            "resumed": self.resumed, "seconds": round(self.seconds, 3), "blockingProblems": self.blocking,
             "classes": {name: {"sourceCount": c.source_count, "copied": c.copied, "alreadyThere": c.already_there,
                                "skipped": c.skipped, "relations": c.relations}
                         for name, c in self.classes.items()},
@@ -290,6 +291,7 @@ class Migration:
                 "this source cannot export password hashes (parse-server never returns them over REST): "
                 "migrated users must reset their passwords, or migrate from the database instead")
         blocking, skip = _decide(plan.problems, self.options.on_problem, self.destination_uri.startswith("mongodb"))
+        self.report.blocking = len(blocking)
         for name in classes:
             self.report.classes[name] = ClassReport(plan.counts.get(name))
             if name in SUGGESTED_CLPS and plan.classes[name].clp in ({}, default_clp()):

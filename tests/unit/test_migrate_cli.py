@@ -32,15 +32,21 @@ def test_dry_run_shows_the_plan_and_writes_nothing(in_tmp: Path) -> None:
     dest = in_tmp / "app.db"
     result = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--to", f"sqlite:///{dest}",
                                       "--dry-run", "--output", "json"])
-    assert result.exit_code == 0, result.output
+    # the planted problems would stop the migration (--on-problem fail): the plan, then exit 1 saying so
+    assert result.exit_code == 1, result.output
+    assert "would stop this migration under --on-problem fail" in result.stderr
     report = json.loads(result.stdout[result.stdout.index("{"):])
-    assert report["dryRun"] is True
+    assert report["dryRun"] is True and report["blockingProblems"] > 0
     assert {name: c["sourceCount"] for name, c in report["classes"].items()} == facts.counts
     assert all(c["copied"] == 0 for c in report["classes"].values())
     assert {p["kind"] for p in report["problems"]} >= set(facts.problems)
     assert report["schemaNotes"]["Post"]["likes"].startswith("relation file, target inferred from")
     assert not dest.exists()
     assert sorted(p.name for p in in_tmp.iterdir()) == ["export"]  # the state folder it made is gone
+    skipping = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--to", f"sqlite:///{dest}",
+                                        "--dry-run", "--on-problem", "skip", "--output", "json"])
+    assert skipping.exit_code == 0, skipping.output  # leaving the offending objects out, it would go through
+    assert json.loads(skipping.stdout[skipping.stdout.index("{"):])["blockingProblems"] == 0
 
 
 def test_the_plans_temporary_files_go_in_the_state_folder(in_tmp: Path) -> None:
