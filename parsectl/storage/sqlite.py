@@ -117,6 +117,12 @@ def join_owning_index(field: str, owner: str) -> str:
     return quote(f"_Join_owning:{field}:{owner}")
 
 
+def _register_functions(db: sqlite3.Connection) -> None:
+    """The SQL functions the query compiler's SQL calls (regex, geo, text score), on a connection."""
+    db.create_function("parse_regex", 3, regex_match, deterministic=True)
+    geo_math.register(db)
+
+
 class SQLiteAdapter:
     """A :class:`parsectl.storage.base.StorageAdapter` on one SQLite file."""
 
@@ -134,8 +140,7 @@ class SQLiteAdapter:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA foreign_keys=OFF")
-        db.create_function("parse_regex", 3, regex_match, deterministic=True)
-        geo_math.register(db)
+        _register_functions(db)
         db.execute(
             'CREATE TABLE IF NOT EXISTS "_SCHEMA" ("className" TEXT PRIMARY KEY, "schema" TEXT NOT NULL,'
             ' "isParseClass" INTEGER NOT NULL DEFAULT 1)'
@@ -172,8 +177,7 @@ class SQLiteAdapter:
             path = url_quote(str(self.path.resolve()))
             db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
             db.execute("PRAGMA busy_timeout=10000")
-            db.create_function("parse_regex", 3, regex_match, deterministic=True)
-            geo_math.register(db)
+            _register_functions(db)
             self._reader = db
         return self._reader
 

@@ -816,16 +816,12 @@ class ExportSource:
     def _dangling_relation_rows(index: _Index, owner: str, j: int, target: str, count: int
                                 ) -> list[tuple[Any, ...]]:
         """The rows ``(owningId, relatedId, has owner, has target)`` of join file ``j`` (``count`` rows) whose
-        owner or target is not in the export; a big file's rows are looked up in two halves at once (a
-        thread and this one)."""
-        owner_no, target_no = index.class_no(owner), index.class_no(target)
+        owner or target is not in the export; a big file's rows are looked up in two halves at once."""
+        params = (index.class_no(owner), index.class_no(target), j)
         if count >= SPLIT_LOOKUPS_FROM:
-            low, high = index.db.execute("SELECT min(rowid), max(rowid) FROM rel WHERE j = ?", (j,)).fetchone()
-            middle = (low + high) // 2
-            first = _in_thread(_query, index.path, _DANGLING_RELATION_ROWS, (owner_no, target_no, j, low, middle))
-            second = index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, middle + 1, high)).fetchall()
-            return first() + second
-        return index.db.execute(_DANGLING_RELATION_ROWS, (owner_no, target_no, j, 0, 2**62)).fetchall()
+            halves = _halves(index, "rel", _DANGLING_RELATION_ROWS, params, "j = ?", (j,))
+            return [row for half in halves for row in half()]
+        return index.db.execute(_DANGLING_RELATION_ROWS, (*params, 0, 2**62)).fetchall()
 
     def _dangling_pointers(self, index: _Index, rows: list[tuple[Any, ...]], problems: _Problems) -> None:
         names = {n: name for name, n in index.classes.items()}
@@ -1291,14 +1287,17 @@ _DANGLING_RELATION_ROWS = (
 SPLIT_LOOKUPS_FROM = 100_000  # relation rows: from this many, their lookups run in two threads
 
 
-def _halves(index: _Index, table: str, sql: str) -> list[Callable[[], list[tuple[Any, ...]]]]:
-    """``sql`` (taking a rowid range) over the two halves of ``table``, each in a thread of its own (both
-    cores, without the GIL); call the answers in order for the rows in table order."""
-    low, high = index.db.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+def _halves(index: _Index, table: str, sql: str, params: tuple[Any, ...] = (), where: str = "1",
+            where_params: tuple[Any, ...] = ()) -> list[Callable[[], list[tuple[Any, ...]]]]:
+    """``sql`` (``params``, then a rowid range) over the two halves of the rows of ``table`` that ``where``
+    selects, each in a thread of its own (both cores, without the GIL); call the answers in order for the
+    rows in table order."""
+    low, high = index.db.execute(f"SELECT min(rowid), max(rowid) FROM {table} WHERE {where}", where_params).fetchone()
     if low is None:
         return []
     middle = (low + high) // 2
-    return [_in_thread(_query, index.path, sql, (low, middle)), _in_thread(_query, index.path, sql, (middle + 1, high))]
+    return [_in_thread(_query, index.path, sql, (*params, low, middle)),
+            _in_thread(_query, index.path, sql, (*params, middle + 1, high))]
 
 
 def _query(index_path: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
