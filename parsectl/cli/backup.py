@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
+import inspect
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,32 +72,85 @@ class Fail(Exception):
 
 # --- options shared by the verbs ----------------------------------------------------------------------------
 
-DATABASE = typer.Option(None, "--database", metavar="sqlite:///PATH",
-                        help="Back up the embedded SQLite store instead of a MongoRocks node")
-TO = typer.Option(None, "--to", help="SQLite backups: a folder to keep them in (or use --bucket for S3)")
-STORAGE = typer.Option("s3", "--storage", help="strata storage: s3, minio (S3-compatible endpoint) or local")
-BUCKET = typer.Option(None, "--bucket", help="S3/MinIO bucket")
-REGION = typer.Option(None, "--region", help="S3 region (strata: us-east-1 default; goamz's 13 regions only)")
-PREFIX = typer.Option(None, "--prefix", help="Key prefix in the bucket (strata --bucket-prefix)")
-ACL = typer.Option(None, "--acl", help="S3 ACL for strata (private, bucket-owner-full-control, ...)")
-ENDPOINT = typer.Option(None, "--endpoint", help="minio: HOST:PORT or http(s)://HOST:PORT; SQLite: S3 endpoint URL")
-MPOINT = typer.Option(None, "--mpoint", help="local storage: mount point (absolute)")
-PROFILE = typer.Option(None, "--profile", help="AWS profile for the credentials (static keys for strata)")
-PORT = typer.Option(27017, "--port", help="mongod port on the node")
-MONGOD_USER = typer.Option(None, "--mongod-user", help="mongod user with getCmdLineOpts+setParameter")
-MONGOD_PASSWORD_FILE = typer.Option(None, "--mongod-password-file",
-                                    help="File holding the mongod password [or env PARSECTL_MONGOD_PASSWORD]")
-REPLICA_ID = typer.Option(None, "--replica-id", "-r", help="strata replica ID (default <replset>-<short hostname>)")
-REPLSET = typer.Option(None, "--replset", help="Replica set name for the default replica ID (default: ask mongod)")
-HOST = typer.Option(None, "--host", metavar="USER@HOST[:PORT]", help="Run on this node over SSH (default: here)")
-SSH_KEY = typer.Option(None, "--ssh-key", help="SSH private key")
-KNOWN_HOSTS = typer.Option(None, "--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
-ACCEPT_NEW = typer.Option(False, "--accept-new-host-keys", help="Learn keys of hosts not yet in known_hosts")
-JUMP = typer.Option(None, "--jump", metavar="USER@HOST[:PORT]", help="SSH jump host")
-SUDO = typer.Option(False, "--sudo", help="Run strata as root on the node (sudo -n)")
-STRATA = typer.Option("strata", "--strata", help="Path of the strata binary on the node")
-LOCK_DIR = typer.Option(st.DEFAULT_LOCK_DIR, "--lock-dir", help="Where the per-replica lock files live")
-OUTPUT = typer.Option("text", "--output", "-o", help="text or json")
+def _option(default: Any, *names: str, **kwargs: Any) -> Any:
+    """A field of SharedOptions that is also a command-line option (the typer.Option rides in its metadata)."""
+    return dataclasses.field(default=default, metadata={"option": typer.Option(default, *names, **kwargs)})
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedOptions:
+    """What every verb takes: the SQLite store or strata's storage, the node and how to reach it, the output.
+
+    Declared once, here; :func:`shared_options` makes the fields a verb's options."""
+
+    database: str | None = _option(None, "--database", metavar="sqlite:///PATH",
+                                   help="Back up the embedded SQLite store instead of a MongoRocks node")
+    to: Path | None = _option(None, "--to", help="SQLite backups: a folder to keep them in (or use --bucket for S3)")
+    storage: str = _option("s3", "--storage", help="strata storage: s3, minio (S3-compatible endpoint) or local")
+    bucket: str | None = _option(None, "--bucket", help="S3/MinIO bucket")
+    region: str | None = _option(None, "--region",
+                                 help="S3 region (strata: us-east-1 default; goamz's 13 regions only)")
+    prefix: str | None = _option(None, "--prefix", help="Key prefix in the bucket (strata --bucket-prefix)")
+    acl: str | None = _option(None, "--acl", help="S3 ACL for strata (private, bucket-owner-full-control, ...)")
+    endpoint: str | None = _option(None, "--endpoint",
+                                   help="minio: HOST:PORT or http(s)://HOST:PORT; SQLite: S3 endpoint URL")
+    mpoint: str | None = _option(None, "--mpoint", help="local storage: mount point (absolute)")
+    profile: str | None = _option(None, "--profile", help="AWS profile for the credentials (static keys for strata)")
+    port: int = _option(27017, "--port", help="mongod port on the node")
+    mongod_user: str | None = _option(None, "--mongod-user", help="mongod user with getCmdLineOpts+setParameter")
+    mongod_password_file: Path | None = _option(
+        None, "--mongod-password-file", help="File holding the mongod password [or env PARSECTL_MONGOD_PASSWORD]")
+    replica_id: str | None = _option(None, "--replica-id", "-r",
+                                     help="strata replica ID (default <replset>-<short hostname>)")
+    replset: str | None = _option(None, "--replset",
+                                  help="Replica set name for the default replica ID (default: ask mongod)")
+    host: str | None = _option(None, "--host", metavar="USER@HOST[:PORT]",
+                               help="Run on this node over SSH (default: here)")
+    ssh_key: Path | None = _option(None, "--ssh-key", help="SSH private key")
+    known_hosts: Path | None = _option(None, "--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
+    accept_new_host_keys: bool = _option(False, "--accept-new-host-keys",
+                                         help="Learn keys of hosts not yet in known_hosts")
+    jump: str | None = _option(None, "--jump", metavar="USER@HOST[:PORT]", help="SSH jump host")
+    sudo: bool = _option(False, "--sudo", help="Run strata as root on the node (sudo -n)")
+    strata_path: str = _option("strata", "--strata", help="Path of the strata binary on the node")
+    lock_dir: str = _option(st.DEFAULT_LOCK_DIR, "--lock-dir", help="Where the per-replica lock files live")
+    output: str = _option("text", "--output", "-o", help="text or json")
+
+
+Verb = Callable[..., None]
+
+
+def shared_options(*, omit: tuple[str, ...] = (), **override: Any) -> Callable[[Verb], Verb]:
+    """Give a verb the shared options, declared once in SharedOptions.
+
+    In the signature Typer sees, the verb's ``opts: SharedOptions`` parameter becomes one option per field, in
+    its place (the verb's own options keep their order around them); the verb is called with them gathered into
+    one SharedOptions, --output already checked. ``omit``: fields that are not options of this verb (they keep
+    their defaults); ``field=typer.Option(...)``: declare that option differently for this verb."""
+    fields = [f for f in dataclasses.fields(SharedOptions) if f.name not in omit]
+    if unknown := set(override) - {f.name for f in fields}:
+        raise TypeError(f"shared_options: no shared option {', '.join(sorted(unknown))}")
+    types = typing.get_type_hints(SharedOptions)
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=types[f.name],
+                                default=override.get(f.name, f.metadata["option"])) for f in fields]
+
+    def decorate(verb: Verb) -> Verb:
+        params: list[inspect.Parameter] = []
+        for param in inspect.signature(verb, eval_str=True).parameters.values():
+            params += shared if param.name == "opts" else [param.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
+
+        @functools.wraps(verb)
+        def command(**kwargs: Any) -> None:
+            opts = SharedOptions(**{f.name: kwargs.pop(f.name) for f in fields})
+            _run(lambda: _check_output(opts.output))
+            verb(**kwargs, opts=opts)
+
+        command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {param.name: param.annotation for param in params}
+        return command
+    return decorate
+
+
 YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation")
 DRY_RUN = typer.Option(False, "--dry-run", help="Say what would be done; change nothing")
 
@@ -175,42 +232,39 @@ def _password(password_file: Path | None) -> str | None:
     return os.environ.get("PARSECTL_MONGOD_PASSWORD") or None
 
 
-def strata_config(storage: str, bucket: str | None, region: str | None, prefix: str | None, acl: str | None,
-                  endpoint: str | None, mpoint: str | None, profile: str | None, port: int, mongod_user: str | None,
-                  mongod_password_file: Path | None, strata_path: str, lock_dir: str | None) -> st.StrataConfig:
-    kind = storage.lower()
-    store = st.Storage(kind=kind, bucket=bucket, region=region or "us-east-1", prefix=prefix, acl=acl,
-                       endpoint=endpoint, mpoint=mpoint)
+def strata_config(opts: SharedOptions) -> st.StrataConfig:
+    kind = opts.storage.lower()
+    store = st.Storage(kind=kind, bucket=opts.bucket, region=opts.region or "us-east-1", prefix=opts.prefix,
+                       acl=opts.acl, endpoint=opts.endpoint, mpoint=opts.mpoint)
     store.validate()
-    if mongod_password_file and not mongod_user:
+    if opts.mongod_password_file and not opts.mongod_user:
         raise Fail("--mongod-password-file needs --mongod-user", EXIT_USAGE)
-    password = _password(mongod_password_file) if mongod_user else None  # $PARSECTL_MONGOD_PASSWORD: with a user
-    return st.StrataConfig(storage=store, mongod=st.Mongod(port, mongod_user, password),
-                           credentials=st.Credentials.resolve(kind, profile=profile), binary=strata_path,
-                           lock_dir=lock_dir or None)
+    password = _password(opts.mongod_password_file) if opts.mongod_user else None  # $PARSECTL_MONGOD_PASSWORD: with a user
+    return st.StrataConfig(storage=store, mongod=st.Mongod(opts.port, opts.mongod_user, password),
+                           credentials=st.Credentials.resolve(kind, profile=opts.profile), binary=opts.strata_path,
+                           lock_dir=opts.lock_dir or None)
 
 
-def _target(spec: str, ssh_key: Path | None, known_hosts: Path | None, accept_new: bool, jump: str | None,
-            sudo: bool) -> Any:
+def _target(opts: SharedOptions) -> Any:
     from parsectl.ssh import parse_target
 
-    return parse_target(spec, key_file=str(ssh_key) if ssh_key else None,
-                        known_hosts=str(known_hosts) if known_hosts else None, accept_new_host_keys=accept_new,
-                        jump=parse_target(jump) if jump else None, sudo=sudo)
+    return parse_target(opts.host, key_file=str(opts.ssh_key) if opts.ssh_key else None,
+                        known_hosts=str(opts.known_hosts) if opts.known_hosts else None,
+                        accept_new_host_keys=opts.accept_new_host_keys,
+                        jump=parse_target(opts.jump) if opts.jump else None, sudo=opts.sudo)
 
 
 @contextlib.contextmanager
-def _session(host: str | None, ssh_key: Path | None, known_hosts: Path | None, accept_new: bool,
-             jump: str | None, sudo: bool) -> Iterator[tuple[Any, str, bool]]:
-    """(session, label, is_local). Local: a LocalSession on this machine."""
+def _session(opts: SharedOptions) -> Iterator[tuple[Any, str, bool]]:
+    """(session, label, is_local) on --host. Local: a LocalSession on this machine."""
     from parsectl.backup.schedule import LocalSession
 
-    if not host:
+    if not opts.host:
         yield LocalSession(), "localhost", True
         return
     from parsectl.ssh import connect
 
-    target = _target(host, ssh_key, known_hosts, accept_new, jump, sudo)
+    target = _target(opts)
     with connect(target) as session:
         yield session, target.host if target.port == 22 else f"{target.host}:{target.port}", False
 
@@ -232,23 +286,23 @@ def _replica_id(session: Any, is_local: bool, replica_id: str | None, replset: s
 
 
 @contextlib.contextmanager
-def _strata_node(config: st.StrataConfig, host: str | None, ssh_key: Path | None, known_hosts: Path | None,
-                 accept_new: bool, jump: str | None, sudo: bool, replica_id: str | None, replset: str | None
-                 ) -> Iterator[st.StrataNode]:
-    with _session(host, ssh_key, known_hosts, accept_new, jump, sudo) as (session, label, is_local):
-        runner: st.Runner = st.LocalRunner() if is_local else st.SSHRunner(session, label, sudo=sudo)
-        rid = _replica_id(session, is_local, replica_id, replset, config.mongod.port)
+def _strata_node(opts: SharedOptions) -> Iterator[st.StrataNode]:
+    """strata on --host (or here) for --replica-id (or the default one); its config is ``node.config``."""
+    config = strata_config(opts)
+    with _session(opts) as (session, label, is_local):
+        runner: st.Runner = st.LocalRunner() if is_local else st.SSHRunner(session, label, sudo=opts.sudo)
+        rid = _replica_id(session, is_local, opts.replica_id, opts.replset, opts.port)
         yield st.StrataNode(config, runner, rid)
 
 
-def _sqlite_store(to: Path | None, bucket: str | None, prefix: str | None, region: str | None,
-                  endpoint: str | None, profile: str | None) -> sq.Store:
-    if to and bucket:
+def _sqlite_store(opts: SharedOptions) -> sq.Store:
+    if opts.to and opts.bucket:
         raise Fail("give --to (a folder) or --bucket (S3), not both", EXIT_USAGE)
-    if to:
-        return sq.FolderStore(to)
-    if bucket:
-        return sq.S3Store(bucket, prefix or "", region=region, endpoint=endpoint, profile=profile)
+    if opts.to:
+        return sq.FolderStore(opts.to)
+    if opts.bucket:
+        return sq.S3Store(opts.bucket, opts.prefix or "", region=opts.region, endpoint=opts.endpoint,
+                          profile=opts.profile)
     raise Fail("SQLite backups need --to FOLDER or --bucket BUCKET", EXIT_USAGE)
 
 
@@ -293,69 +347,52 @@ def _progress(output: str) -> tuple[Any, Any]:
 # --- verbs ---------------------------------------------------------------------------------------------------
 
 @app.command("run")
-def run_cmd(
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-) -> None:
+@shared_options()
+def run_cmd(opts: SharedOptions) -> None:
     """Take a backup now: strata backup on a MongoRocks node, or a hot SQLite snapshot with --database."""
     def go() -> None:
-        _check_output(output)
-        if database:
-            store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
-            report, ctx = _progress(output)
+        if opts.database:
+            store = _sqlite_store(opts)
+            report, ctx = _progress(opts.output)
             with ctx:
-                manifest = sq.run_backup(sq.db_path_from_uri(database), store, progress=report)
+                manifest = sq.run_backup(sq.db_path_from_uri(opts.database), store, progress=report)
             rec = sq.as_record(manifest)
-            _emit(output, {"id": manifest["id"], "store": store.describe(), "manifest": manifest},
+            _emit(opts.output, {"id": manifest["id"], "store": store.describe(), "manifest": manifest},
                   f"backup {manifest['id']} done: {store.describe()} ({rec.num_files} files, "
                   f"{manifest['new_files']} new; integrity ok; {sum(manifest['database']['tables'].values())} rows)")
             return
-        config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port, mongod_user,
-                               mongod_password_file, strata_path, lock_dir)
-        with _strata_node(config, host, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, replica_id,
-                          replset) as node:
-            inv = st.backup_cmd(config, node.replica_id)
-            with _status(f"strata backup of {node.replica_id} on {node.host} ...", output):
+        with _strata_node(opts) as node:
+            inv = st.backup_cmd(node.config, node.replica_id)
+            with _status(f"strata backup of {node.replica_id} on {node.host} ...", opts.output):
                 result = node.backup()
             finished = [x for x in st.log_lines(result.stderr) if x.startswith("Backup finished")]
-            _emit(output, {"host": node.host, "replica_id": node.replica_id, "command": inv.display(),
-                           "result": finished[-1] if finished else None},
+            _emit(opts.output, {"host": node.host, "replica_id": node.replica_id, "command": inv.display(),
+                                "result": finished[-1] if finished else None},
                   f"{node.host}: backup of {node.replica_id} done ({finished[-1] if finished else ''}) "
-                  f"to {config.storage.describe()}")
+                  f"to {node.config.storage.describe()}")
     _run(go)
 
 
 @app.command("show")
+@shared_options()
 def show_cmd(
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
+    opts: SharedOptions,
     show_size: bool = typer.Option(False, "--show-size", help="strata: compute sizes missing from stats"),
 ) -> None:
     """List the backups (strata's `show backups`, parsed) as a table or JSON."""
     def go() -> None:
-        _check_output(output)
-        if database:
-            store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
+        if opts.database:
+            store = _sqlite_store(opts)
             records, title = sq.show(store), f"SQLite backups in {store.describe()}"
             meta: dict[str, Any] = {"store": store.describe()}
         else:
-            config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port,
-                                   mongod_user, mongod_password_file, strata_path, lock_dir)
-            with _strata_node(config, host, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, replica_id,
-                              replset) as node:
+            with _strata_node(opts) as node:
                 records = node.show(show_size=show_size)
-            title = f"strata backups of {node.replica_id} in {config.storage.describe()}"
-            meta = {"host": node.host, "replica_id": node.replica_id, "storage": config.storage.describe()}
-        if output == "json":
-            _emit(output, {**meta, "backups": [r.to_json() for r in records]})
+            storage = node.config.storage.describe()
+            title = f"strata backups of {node.replica_id} in {storage}"
+            meta = {"host": node.host, "replica_id": node.replica_id, "storage": storage}
+        if opts.output == "json":
+            _emit(opts.output, {**meta, "backups": [r.to_json() for r in records]})
         elif records:
             _table(records, title)
         else:
@@ -364,97 +401,73 @@ def show_cmd(
 
 
 @app.command("last")
-def last_cmd(
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-) -> None:
+@shared_options()
+def last_cmd(opts: SharedOptions) -> None:
     """The age of the newest backup (exit 1 when there is none)."""
     def go() -> None:
-        _check_output(output)
-        name, newest = _newest(database, to, storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port,
-                               mongod_user, mongod_password_file, replica_id, replset, host, ssh_key, known_hosts,
-                               accept_new_host_keys, jump, sudo, strata_path, lock_dir)
+        name, newest = _newest(opts)
         if newest is None:
-            _emit(output, {"node": name, "newest": None, "age_seconds": None}, f"{name}: no backups")
+            _emit(opts.output, {"node": name, "newest": None, "age_seconds": None}, f"{name}: no backups")
             raise typer.Exit(EXIT_FAILED)
         age = time.time() - newest
         when = dt.datetime.fromtimestamp(newest, dt.UTC)
-        _emit(output, {"node": name, "newest": when.isoformat(), "newest_unix": newest, "age_seconds": round(age)},
+        _emit(opts.output, {"node": name, "newest": when.isoformat(), "newest_unix": newest,
+                            "age_seconds": round(age)},
               f"{name}: newest backup {when.strftime('%Y-%m-%d %H:%M:%S UTC')}, {humanize(age)} ago")
     _run(go)
 
 
-def _newest(database: str | None, to: Path | None, storage: str, bucket: str | None, region: str | None,
-            prefix: str | None, acl: str | None, endpoint: str | None, mpoint: str | None, profile: str | None,
-            port: int, mongod_user: str | None, mongod_password_file: Path | None, replica_id: str | None,
-            replset: str | None, host: str | None, ssh_key: Path | None, known_hosts: Path | None,
-            accept_new: bool, jump: str | None, sudo: bool, strata_path: str, lock_dir: str | None
-            ) -> tuple[str, float | None]:
-    if database:
-        store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
+def _newest(opts: SharedOptions) -> tuple[str, float | None]:
+    if opts.database:
+        store = _sqlite_store(opts)
         records = sq.show(store)
         return store.describe(), (records[-1].started.timestamp() if records and records[-1].started else None)
-    config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port, mongod_user,
-                           mongod_password_file, strata_path, lock_dir)
-    with _strata_node(config, host, ssh_key, known_hosts, accept_new, jump, sudo, replica_id, replset) as node:
+    with _strata_node(opts) as node:
         value = node.last_backup_time()
         return f"{node.host} {node.replica_id}", (float(value) if value is not None else None)
 
 
 @app.command("delete")
+@shared_options()
 def delete_cmd(
     older_than: str = typer.Option(None, "--older-than", help="Delete backups older than this (30d, 12h, 720h)"),
     backup_id: list[str] = typer.Option([], "--backup-id", "-i", help="Delete this backup (repeatable)"),
     keep_at_least: int = typer.Option(1, "--keep-at-least", help="Never leave fewer backups than this (>= 1)"),
     gc: bool = typer.Option(True, "--gc/--no-gc", help="Run gc after deleting (default: yes)"),
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-    yes: bool = YES, dry_run: bool = DRY_RUN,
+    *, opts: SharedOptions, yes: bool = YES, dry_run: bool = DRY_RUN,
 ) -> None:
     """Delete old backups under a guard: never the newest, never below --keep-at-least; then gc."""
     def go() -> None:
-        _check_output(output)
         if (older_than is None) == (not backup_id):
             raise Fail("give --older-than DURATION or --backup-id ID", EXIT_USAGE)
         if older_than:
             parse_human(older_than)
-        if database:
-            store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
+        if opts.database:
+            store = _sqlite_store(opts)
             plan = sq.delete(store, older_than=older_than, backup_ids=backup_id, keep_at_least=keep_at_least,
                              dry_run=True)
-            _say_plan(plan, store.describe(), output, dry_run)
+            _say_plan(plan, store.describe(), opts.output, dry_run)
             if dry_run or not plan.delete:
                 return
             _confirm(f"Delete {len(plan.delete)} backup(s) from {store.describe()}?", yes)
             plan = sq.delete(store, older_than=older_than, backup_ids=backup_id, keep_at_least=keep_at_least)
             collected = sq.gc(store) if gc else None
-            _emit(output, {**plan.to_json(), "gc": collected},
+            _emit(opts.output, {**plan.to_json(), "gc": collected},
                   f"deleted {', '.join(r.id for r in plan.delete)}"
                   + (f"; gc removed {len(collected['deleted'])} object(s)" if collected else ""))
             return
-        config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port, mongod_user,
-                               mongod_password_file, strata_path, lock_dir)
-        with _strata_node(config, host, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, replica_id,
-                          replset) as node:
+        with _strata_node(opts) as node:
             preview = node.delete(older_than=older_than, backup_ids=backup_id, keep_at_least=keep_at_least,
                                   dry_run=True)
-            _say_plan(preview.plan, f"{node.replica_id} on {node.host}", output, dry_run, preview.commands)
+            _say_plan(preview.plan, f"{node.replica_id} on {node.host}", opts.output, dry_run, preview.commands)
             if dry_run or not preview.plan.delete:
                 return
             _confirm(f"Delete {len(preview.plan.delete)} backup(s) of {node.replica_id}?", yes)
-            with _status(f"strata delete on {node.host} ...", output):
+            with _status(f"strata delete on {node.host} ...", opts.output):
                 done = node.delete(older_than=older_than, backup_ids=backup_id, keep_at_least=keep_at_least)
                 if gc:
                     node.gc()
-            _emit(output, {**done.to_json(), "gc": gc, "host": node.host, "replica_id": node.replica_id},
+            _emit(opts.output, {**done.to_json(), "gc": gc, "host": node.host, "replica_id": node.replica_id},
                   f"{node.host}: deleted {', '.join(done.deleted)} of {node.replica_id}" + ("; gc done" if gc else ""))
     _run(go)
 
@@ -477,68 +490,52 @@ def _say_plan(plan: st.DeletePlan, where: str, output: str, dry_run: bool, comma
 
 
 @app.command("gc")
-def gc_cmd(
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-    yes: bool = YES, dry_run: bool = DRY_RUN,
-) -> None:
+@shared_options()
+def gc_cmd(opts: SharedOptions, yes: bool = YES, dry_run: bool = DRY_RUN) -> None:
     """Remove stored data that no remaining backup needs (after delete)."""
     def go() -> None:
-        _check_output(output)
-        if database:
-            store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
+        if opts.database:
+            store = _sqlite_store(opts)
             if not dry_run:
                 _confirm(f"Garbage-collect {store.describe()}?", yes)
             result = sq.gc(store, dry_run=dry_run)
-            _emit(output, result, f"{'would remove' if dry_run else 'removed'} {len(result['deleted'])} object(s) "
-                                  f"no backup needs")
+            _emit(opts.output, result, f"{'would remove' if dry_run else 'removed'} {len(result['deleted'])} "
+                                       f"object(s) no backup needs")
             return
-        config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port, mongod_user,
-                               mongod_password_file, strata_path, lock_dir)
-        with _strata_node(config, host, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, replica_id,
-                          replset) as node:
-            inv = st.gc_cmd(config, node.replica_id)
+        with _strata_node(opts) as node:
+            inv = st.gc_cmd(node.config, node.replica_id)
             if dry_run:
-                _emit(output, {"command": inv.display(), "dry_run": True}, f"would run: {inv.display()}")
+                _emit(opts.output, {"command": inv.display(), "dry_run": True}, f"would run: {inv.display()}")
                 return
             _confirm(f"Garbage-collect the storage of {node.replica_id}?", yes)
-            with _status(f"strata gc on {node.host} ...", output):
+            with _status(f"strata gc on {node.host} ...", opts.output):
                 result = node.gc()
             garbage = [x for x in st.log_lines(result.stderr) if x.startswith("Found ")]
-            _emit(output, {"host": node.host, "replica_id": node.replica_id, "log": garbage},
+            _emit(opts.output, {"host": node.host, "replica_id": node.replica_id, "log": garbage},
                   f"{node.host}: gc of {node.replica_id} done" + (f" ({'; '.join(garbage)})" if garbage else ""))
     _run(go)
 
 
 @app.command("restore")
+@shared_options(database=typer.Option(None, "--database", metavar="sqlite:///PATH",
+                                      help="SQLite: the database file to restore into (its files/ beside it)"))
 def restore_cmd(
     backup_id: str = typer.Option(..., "--backup-id", "-i", help="The backup to restore (see `show`)"),
     target_path: str = typer.Option(None, "--target-path",
                                     help="strata: the dbPath to restore into (files go to <path>/db)"),
     owner: str = typer.Option("mongodb:mongodb", "--owner", help="strata: chown the restored files to this"),
-    database: str = typer.Option(None, "--database", metavar="sqlite:///PATH",
-                                 help="SQLite: the database file to restore into (its files/ beside it)"),
-    to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, host: str = HOST, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-    yes: bool = YES, dry_run: bool = DRY_RUN,
+    *, opts: SharedOptions, yes: bool = YES, dry_run: bool = DRY_RUN,
 ) -> None:
     """Restore a backup (strata: mongod must be stopped; SQLite: live targets refused).
 
     strata: refuses while mongod runs on the target dbPath, fixes ownership and permissions afterwards and
     prints how to start mongod. SQLite: refuses a live target, and a non-empty one without --yes."""
+    output = opts.output
+
     def go() -> None:
-        _check_output(output)
-        if database:
-            store = _sqlite_store(to, bucket, prefix, region, endpoint, profile)
-            target = sq.db_path_from_uri(database)
+        if opts.database:
+            store = _sqlite_store(opts)
+            target = sq.db_path_from_uri(opts.database)
             if dry_run:
                 found = [r for r in sq.show(store) if r.id == backup_id]
                 if not found:
@@ -556,11 +553,8 @@ def restore_cmd(
             return
         if not target_path:
             raise Fail("give --target-path (the dbPath to restore into; strata writes <path>/db)", EXIT_USAGE)
-        config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port, mongod_user,
-                               mongod_password_file, strata_path, lock_dir)
-        with _strata_node(config, host, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, replica_id,
-                          replset) as node:
-            inv = st.restore_cmd(config, node.replica_id, backup_id, target_path)
+        with _strata_node(opts) as node:
+            inv = st.restore_cmd(node.config, node.replica_id, backup_id, target_path)
             running = node.mongod_running(target_path)
             if running:
                 raise Fail(f"refusing to restore into {target_path} on {node.host}: {running}; stop mongod first",
@@ -574,7 +568,7 @@ def restore_cmd(
                 result = node.restore(backup_id, target_path, owner=owner or None)
             finished = [x for x in st.log_lines(result.stderr) if x.startswith("Restore finished")]
             notes = [line for line in result.stderr.splitlines() if "does not exist" in line]
-            howto = st.start_instructions(target_path, port, owner)
+            howto = st.start_instructions(target_path, opts.port, owner)
             _emit(output, {"host": node.host, "replica_id": node.replica_id, "backup_id": backup_id,
                            "target_path": target_path, "result": finished[-1] if finished else None,
                            "notes": notes, "start": howto},
@@ -596,6 +590,7 @@ def _hosts(hosts: list[str]) -> list[tuple[str, str | None]]:
 
 
 @app.command("schedule")
+@shared_options(omit=("host",))
 def schedule_cmd(
     hosts: list[str] = typer.Option([], "--hosts", help="Backup nodes (comma-separated or repeated; "
                                                         "USER@HOST[:PORT][=REPLICA_ID]); none: this machine"),
@@ -605,13 +600,7 @@ def schedule_cmd(
     remove: bool = typer.Option(False, "--remove", help="Uninstall the schedule"),
     root: str = typer.Option("/", "--root", help="Install under this directory instead of / (tests, chroots)"),
     parsectl_path: str = typer.Option("parsectl", "--parsectl", help="SQLite: parsectl's path on the host"),
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
-    yes: bool = YES, dry_run: bool = DRY_RUN,
+    *, opts: SharedOptions, yes: bool = YES, dry_run: bool = DRY_RUN,
 ) -> None:
     """Install (or --remove) cron + script on each backup node; re-running changes nothing.
 
@@ -619,48 +608,47 @@ def schedule_cmd(
     ID at a time (flock), and logs. Warns when a node is the primary."""
     from parsectl.backup import schedule as sch
 
+    output = opts.output
+
     def go() -> None:
-        _check_output(output)
         sch.cron_spec(every, "check")  # bad --every / --retention: refuse before touching any node
         parse_human(retention)
-        targets = _hosts(hosts) or [(None, replica_id)]
-        if replica_id and len(targets) > 1:
+        targets = _hosts(hosts) or [(None, opts.replica_id)]
+        if opts.replica_id and len(targets) > 1:
             raise Fail("--replica-id names one node; for several use --hosts HOST=REPLICA_ID,...", EXIT_USAGE)
         if remove and not dry_run:
             _confirm(f"Remove the backup schedule from {len(targets)} node(s)?", yes)
         report: list[dict[str, Any]] = []
         failures = 0
         for spec, rid in targets:
-            rid = rid or replica_id
+            rid = rid or opts.replica_id
+            node = dataclasses.replace(opts, host=spec, lock_dir=opts.lock_dir or st.DEFAULT_LOCK_DIR)
             entry: dict[str, Any] = {"host": spec or "localhost"}
             try:
-                with _session(spec, ssh_key, known_hosts, accept_new_host_keys, jump, sudo) as (session, label,
-                                                                                               is_local):
+                with _session(node) as (session, label, is_local):
                     entry["host"] = label
-                    abs_lock = lock_dir or st.DEFAULT_LOCK_DIR
-                    if database:
-                        store_args, store_env = _sqlite_schedule_store(to, bucket, prefix, region, endpoint, profile)
-                        plan = sch.sqlite_plan(database, store_args, store_env, every=every, retention=retention,
+                    if node.database:
+                        store_args, store_env = _sqlite_schedule_store(node)
+                        plan = sch.sqlite_plan(node.database, store_args, store_env, every=every, retention=retention,
                                                keep_at_least=keep_at_least, parsectl=parsectl_path, root=root,
-                                               lock_dir=abs_lock)
+                                               lock_dir=node.lock_dir)
                     else:
-                        config = strata_config(storage, bucket, region, prefix, acl, endpoint, mpoint, profile, port,
-                                               mongod_user, mongod_password_file, strata_path, abs_lock)
+                        config = strata_config(node)
                         if not remove:
-                            state = sch.member_state(session, port, local=is_local)
-                            warning = state.warning(label, port)
+                            state = sch.member_state(session, node.port, local=is_local)
+                            warning = state.warning(label, node.port)
                             if warning:
                                 entry["warning"] = warning
                                 _err(f"warning: {warning}")
-                            if not rid and not replset and state.set_name:
+                            if not rid and not node.replset and state.set_name:
                                 rid = st.default_replica_id(state.set_name,
                                                             socket.gethostname() if is_local
                                                             else sch.remote_hostname(session))
-                        rid = rid or _replica_id(session, is_local, None, replset, port)
+                        rid = rid or _replica_id(session, is_local, None, node.replset, node.port)
                         entry["replica_id"] = rid
                         plan = sch.strata_plan(config, rid, every=every, retention=retention,
                                                keep_at_least=keep_at_least, root=root)
-                    use_sudo = sudo and not is_local
+                    use_sudo = node.sudo and not is_local
                     files = (sch.remove(session, plan, sudo=use_sudo, dry_run=dry_run) if remove
                              else sch.apply(session, plan, sudo=use_sudo, dry_run=dry_run))
                     entry["files"] = files
@@ -691,46 +679,39 @@ def schedule_cmd(
     _run(go)
 
 
-def _sqlite_schedule_store(to: Path | None, bucket: str | None, prefix: str | None, region: str | None,
-                           endpoint: str | None, profile: str | None) -> tuple[list[str], dict[str, str]]:
-    if to:
-        return ["--to", str(to)], {}
-    if not bucket:
+def _sqlite_schedule_store(opts: SharedOptions) -> tuple[list[str], dict[str, str]]:
+    if opts.to:
+        return ["--to", str(opts.to)], {}
+    if not opts.bucket:
         raise Fail("SQLite backups need --to FOLDER or --bucket BUCKET", EXIT_USAGE)
-    args = ["--bucket", bucket] + (["--prefix", prefix] if prefix else []) + (["--region", region] if region else []) \
-        + (["--endpoint", endpoint] if endpoint else [])
-    creds = st.Credentials.resolve("s3", profile=profile)
+    args = ["--bucket", opts.bucket] + (["--prefix", opts.prefix] if opts.prefix else []) \
+        + (["--region", opts.region] if opts.region else []) + (["--endpoint", opts.endpoint] if opts.endpoint else [])
+    creds = st.Credentials.resolve("s3", profile=opts.profile)
     env = {"AWS_ACCESS_KEY_ID": creds.access_key or "", "AWS_SECRET_ACCESS_KEY": creds.secret_key or ""} \
         if creds.complete else {}
     return args, env
 
 
 @app.command("check")
+@shared_options(omit=("host",))
 def check_cmd(
     max_age: str = typer.Option("26h", "--max-age", help="Too old beyond this (e.g. 26h for a daily backup)"),
     hosts: list[str] = typer.Option([], "--hosts", help="Nodes to check (USER@HOST[:PORT][=REPLICA_ID]); none: here"),
-    database: str = DATABASE, to: Path = TO, storage: str = STORAGE, bucket: str = BUCKET, region: str = REGION,
-    prefix: str = PREFIX, acl: str = ACL, endpoint: str = ENDPOINT, mpoint: str = MPOINT, profile: str = PROFILE,
-    port: int = PORT, mongod_user: str = MONGOD_USER, mongod_password_file: Path = MONGOD_PASSWORD_FILE,
-    replica_id: str = REPLICA_ID, replset: str = REPLSET, ssh_key: Path = SSH_KEY,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, jump: str = JUMP,
-    sudo: bool = SUDO, strata_path: str = STRATA, lock_dir: str = LOCK_DIR, output: str = OUTPUT,
+    *, opts: SharedOptions,
 ) -> None:
     """For cron/monitoring: exit 1 if any node's newest backup is too old or missing.
 
     Exit 0 when every node's newest backup is younger than --max-age, 1 when one is older or missing,
     3 when a node could not be checked. The first line is a summary (OK/CRITICAL/UNKNOWN: ...)."""
+    output = opts.output
+
     def go() -> None:
-        _check_output(output)
         limit = parse_human(max_age)
         results: list[dict[str, Any]] = []
-        targets = _hosts(hosts) or [(None, replica_id)]
+        targets = _hosts(hosts) or [(None, opts.replica_id)]
         for spec, rid in targets:
             try:
-                name, newest = _newest(database, to, storage, bucket, region, prefix, acl, endpoint, mpoint,
-                                       profile, port, mongod_user, mongod_password_file, rid or replica_id, replset,
-                                       spec, ssh_key, known_hosts, accept_new_host_keys, jump, sudo, strata_path,
-                                       lock_dir)
+                name, newest = _newest(dataclasses.replace(opts, host=spec, replica_id=rid or opts.replica_id))
                 results.append({**sq.freshness(name, newest, limit).to_json(), "state": None})
             except (st.OptionsError, DurationError, Fail):
                 raise

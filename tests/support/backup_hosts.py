@@ -18,19 +18,18 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import socketserver
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
 
 from . import free_port
+from .sshd import start_sshd, stop_sshd
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_LINE = "sshd:x:65534:65534:sshd privsep:/run/sshd:/usr/sbin/nologin\n"
@@ -113,31 +112,10 @@ class LoopbackHost:
             passwd = f"mount --bind {self.dir / 'passwd'} /etc/passwd && "
         script = (f"hostname {self.name} && mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd && "
                   f"{passwd}exec {sshd} -D -e -f {self.dir / 'sshd_config'}")
-        log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(["unshare", "--mount", "--uts", "--fork", "--kill-child",
-                                      "--propagation", "private", "sh", "-c", script],
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     env={**os.environ, **env})
-        log.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd {self.name} exited: {(self.dir / 'sshd.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.settimeout(2)
-                if s.recv(8).startswith(b"SSH-"):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"sshd {self.name} did not start: {(self.dir / 'sshd.log').read_text()[-2000:]}")
+        self.proc = start_sshd(self.name, self.port, script, self.dir / "sshd.log", ("--mount", "--uts"), env=env)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_sshd(self.proc)
 
 
 @contextlib.contextmanager

@@ -114,6 +114,43 @@ def _private_key_text(key: paramiko.PKey) -> str:
     return buf.getvalue()
 
 
+def start_sshd(name: str, port: int, script: str, log_path: Path, namespaces: tuple[str, ...], *,
+               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Run ``script`` (a shell script that ends by exec'ing ``sshd -D -e``) as the first process of new
+    ``namespaces`` (``unshare`` flags, e.g. ``("--mount", "--uts")``), its output appended to ``log_path``;
+    return once sshd answers on 127.0.0.1:``port``. Raises with the log's tail when it exits or is not up
+    within 15 s (then it is stopped). ``env``: added to this process's environment."""
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(["unshare", *namespaces, "--fork", "--kill-child", "--propagation", "private",
+                             "sh", "-c", script],
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+    log.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd for {name} exited: {log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.settimeout(2)
+            if s.recv(8).startswith(b"SSH-"):
+                return proc
+        time.sleep(0.05)
+    stop_sshd(proc)
+    raise RuntimeError(f"sshd for {name} did not start: {log_path.read_text()[-2000:]}")
+
+
+def stop_sshd(proc: subprocess.Popen[bytes] | None) -> None:
+    """End what start_sshd started: SIGTERM to its process group (the namespace's first process takes the rest
+    with it), SIGKILL if it is still there 10 s later."""
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 class TestHost:
     __test__ = False
 
@@ -177,30 +214,10 @@ mount -t tmpfs -o mode=755 tmpfs "$M/run"; mkdir -p "$M/run/sshd"; chmod 755 "$M
 {chr(10).join(binds)}
 exec chroot "$M" /usr/sbin/sshd -D -e
 """
-        log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(["unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
-                                      "--propagation", "private", "sh", "-c", script],
-                                     stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd for {self.name} exited: {(self.dir / 'sshd.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.settimeout(2)
-                if s.recv(8).startswith(b"SSH-"):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"sshd for {self.name} did not start: {(self.dir / 'sshd.log').read_text()[-2000:]}")
+        self.proc = start_sshd(self.name, self.port, script, self.dir / "sshd.log", ("--mount", "--pid", "--uts"))
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_sshd(self.proc)
         self.proc = None
 
     def write(self, path: str, data: bytes, uid: int = 0) -> None:
