@@ -24,6 +24,10 @@ into a cache dir under /tmp (reused by later runs). For each target and size:
   PostgreSQL `COPY ... FROM STDIN` through psycopg 3 in one transaction; SQLite `executemany` INSERT in one
   transaction (WAL, synchronous=NORMAL, like parsectl's SQLite store); MongoDB `insert_many` batches of 1000
   (unordered, like parsectl's adapter) through pymongo.
+* one-process loader (`bench/naive_load.py`, on by default, `--no-naive` to leave it out): the same export into
+  the same (empty) tables by the least a Python loader must do: parse each line, make its row with parsectl's
+  row maker, insert (SQLite executemany, PostgreSQL COPY), in one process, with no plan, checks, relations or
+  checkpoints. Its rate ÷ raw shows how much of the gap to the raw rate is Python's parsing and converting.
 * ratio = migrate objects/s / raw rows/s. Issue #4's target: >= 0.5, and a peak RSS that does not grow with
   the export's size.
 
@@ -791,6 +795,11 @@ def bench_one(
                 mig["avg_row_bytes"], mig["destination"] = migrated_width_mongodb(uri, counts)
         except Exception as exc:  # noqa: BLE001 - reported, the benchmark goes on
             mig["inspect_error"] = repr(exc)
+        if args.naive and target in ("sqlite", "postgres"):
+            print(f"[{target} {n}] one-process loader ...", file=sys.stderr, flush=True)
+            res["naive"] = naive_one(target, env, export, uri, sqlite_path, workdir, n)
+            print(f"[{target} {n}] one-process loader: {res['naive'].get('rows_per_s')} rows/s",
+                  file=sys.stderr, flush=True)
     # raw: the same number of rows as the export has objects
     ids = raw_ids(facts["total"])
     print(f"[{target} {n}] raw insert of {len(ids)} rows ...", file=sys.stderr, flush=True)
@@ -815,13 +824,15 @@ def bench_one(
     print(f"[{target} {n}] raw: {raw_rate} rows/s", file=sys.stderr, flush=True)
     if raw_rate and mig.get("objects_per_s"):
         res["ratio"] = round(mig["objects_per_s"] / raw_rate, 3)
+    if raw_rate and res.get("naive", {}).get("rows_per_s"):
+        res["naive"]["ratio"] = round(res["naive"]["rows_per_s"] / raw_rate, 3)
     # free the space (the 1M databases are large)
     if not args.keep:
-        for p in [*workdir.glob(f"migrate-{n}.db*"), *workdir.glob(f"raw-{n}.db*")]:
+        for p in [*workdir.glob(f"migrate-{n}.db*"), *workdir.glob(f"raw-{n}.db*"), *workdir.glob(f"naive-{n}.db*")]:
             with contextlib.suppress(OSError):
                 p.unlink()
         if target == "postgres":
-            for db in (f"migrate_{n}", f"raw_{n}"):
+            for db in (f"migrate_{n}", f"raw_{n}", f"naive_{n}"):
                 with contextlib.suppress(Exception):
                     env["cluster"].psql(f"DROP DATABASE IF EXISTS {db}", database="postgres")
         if target == "mongodb":
@@ -834,6 +845,23 @@ def bench_one(
                         client.drop_database(name)
                 client.close()
     return res
+
+
+def naive_one(target: str, env: dict[str, Any], export: Path, uri: str, sqlite_path: Path | None, workdir: Path,
+              n: int) -> dict[str, Any]:
+    """The one-process loader (bench.naive_load) into a copy of the migrated database's empty tables."""
+    from bench.naive_load import naive_postgres, naive_sqlite
+
+    try:
+        if target == "sqlite":
+            assert sqlite_path is not None
+            return naive_sqlite(export, sqlite_path, workdir / f"naive-{n}.db", sqlite_connect)
+        cluster = env["cluster"]
+        cluster.psql(f"DROP DATABASE IF EXISTS naive_{n}", database="postgres")
+        cluster.psql(f"CREATE DATABASE naive_{n} TEMPLATE migrate_{n}", database="postgres")
+        return naive_postgres(export, uri, _libpq(_with_db(cluster.uri, f"naive_{n}")))
+    except Exception as exc:  # noqa: BLE001 - reported, the benchmark goes on
+        return {"error": repr(exc)}
 
 
 def _libpq(uri: str) -> str:
@@ -863,6 +891,7 @@ def bench_repeated(
             "objects_per_s": r.get("migrate", {}).get("objects_per_s"),
             "raw_rows_per_s": r.get("raw", {}).get("rows_per_s"),
             "ratio": r.get("ratio"),
+            "naive_ratio": r.get("naive", {}).get("ratio"),
         }
         for r in runs
     ]
@@ -894,19 +923,19 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' + local changes' if results['dirty'] else ''}).",
         "",
         "| target | export objects | migrate wall s | migrate objects/s | raw rows/s | migrate ÷ raw | "
-        "peak RSS MB | relation rows | avg row bytes (migrated / raw) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "one-process loader rows/s (÷ raw) | peak RSS MB | relation rows | avg row bytes (migrated / raw) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in runs:
         mig, raw = r.get("migrate", {}), r.get("raw", {})
         if r.get("skipped"):
-            lines.append(f"| {r['target']} | {_n(r['export_objects'])} | skipped: {r['skipped']} ||||||")
+            lines.append(f"| {r['target']} | {_n(r['export_objects'])} | skipped: {r['skipped']} |||||||")
             continue
         if mig.get("exit_code") != 0:
             status = "timed out" if mig.get("timed_out") else f"FAILED (exit {mig.get('exit_code')})"
             lines.append(
                 f"| {r['target']} | {_n(r['export_objects'])} | {status} after {mig.get('wall_s')} s | — | "
-                f"{_n(raw.get('rows_per_s'))} | — | {_n(mig.get('peak_rss_mb'))} | — | — |"
+                f"{_n(raw.get('rows_per_s'))} | — | — | {_n(mig.get('peak_rss_mb'))} | — | — |"
             )
             continue
         ratio = r.get("ratio")
@@ -915,9 +944,12 @@ def markdown(results: dict[str, Any]) -> str:
         )
         if r.get("repeats"):
             ratio_cell += " (runs: " + ", ".join(f"{x['ratio']:.2f}" for x in r["repeats"] if x["ratio"]) + ")"
+        naive = r.get("naive") or {}
+        naive_cell = (f"{_n(naive['rows_per_s'])} ({naive['ratio']:.2f})" if naive.get("ratio")
+                      else "failed" if naive.get("error") else "—")
         lines.append(
             f"| {r['target']} | {_n(mig.get('objects'))} | {mig.get('wall_s'):.1f} | {_n(mig.get('objects_per_s'))} | "
-            f"{_n(raw.get('rows_per_s'))} | {ratio_cell} | {_n(mig.get('peak_rss_mb'))} | "
+            f"{_n(raw.get('rows_per_s'))} | {ratio_cell} | {naive_cell} | {_n(mig.get('peak_rss_mb'))} | "
             f"{_n(mig.get('relation_rows'))} | {_n(mig.get('avg_row_bytes'))} / {_n(raw.get('avg_row_bytes'))} |"
         )
     lines += ["", "Peak RSS of the migrate process by export size (target: flat):", ""]
@@ -976,6 +1008,13 @@ def markdown(results: dict[str, Any]) -> str:
         )
         + ".",
     ]
+    naive_methods = sorted({r["naive"]["method"] for r in runs if r.get("naive", {}).get("method")})
+    if naive_methods:
+        lines.append("One-process loader (bench/naive_load.py, the floor under a Python loader): "
+                     + "; ".join(naive_methods) + ".")
+    for r in runs:
+        if r.get("naive", {}).get("error"):
+            lines.append(f"One-process loader failed ({r['target']} {_n(r['size'])}): `{r['naive']['error'][:300]}`")
     for note in results.get("notes", []):
         lines.append(f"Note: {note}")
     return "\n".join(lines) + "\n"
@@ -1011,6 +1050,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--profile-at", type=float, default=5, help="... starting this many seconds into the run")
     p.add_argument("--keep", action="store_true", help="keep the destination databases (and the work dir)")
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the one-process loader (bench/naive_load.py: parse, convert, insert, nothing else) "
+        "into the same tables, SQLite and PostgreSQL",
+    )
     p.add_argument(
         "--repeat",
         type=int,
