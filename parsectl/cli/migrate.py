@@ -303,8 +303,10 @@ def verify_cmd(
     include_sessions: bool = typer.Option(False, "--include-sessions"),
     on_problem: str = typer.Option(
         "fail", "--on-problem",
-        help="fix: compare with the repairs `migrate --on-problem fix` made to an export (renames, moved "
-             "values, unset dangling pointers)"),
+        help="fail: every source record must be in the destination; skip: records that cannot be stored "
+             "(what `migrate --on-problem skip` leaves out) are listed, not a mismatch; fix: also compare with "
+             "the repairs `migrate --on-problem fix` made to an export (renames, moved values, unset dangling "
+             "pointers)"),
     state_dir: Path = typer.Option(Path(".parsectl-migrate"), "--state-dir",
                                    help="Where the plan's temporary files are kept"),
     output: str = typer.Option("text", "--output", help="text or json"),
@@ -312,15 +314,16 @@ def verify_cmd(
     """Compare source and destination: counts, a checksum per object, relations, files. Exit 1 on a mismatch."""
     from parsectl.migrate.verify import verify
 
-    if on_problem not in ("fail", "fix"):
-        _fail("verify's --on-problem is fail (compare with the export as it is) or fix")
+    if on_problem not in ("fail", "skip", "fix"):
+        _fail("verify's --on-problem is fail, skip or fix (as the migration's)")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
                          rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir)
     try:
         with _state_folder(state_dir):
             report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]
                                         if classes else None,
-                                        files_adapter=_json_option("--files-adapter", files_adapter)))
+                                        files_adapter=_json_option("--files-adapter", files_adapter),
+                                        left_out_ok=on_problem != "fail"))
     except (ConnectionError, OSError) as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     data = report.to_json()
@@ -330,7 +333,11 @@ def verify_cmd(
         for name, c in data["classes"].items():
             status = "ok" if c["ok"] else "MISMATCH"
             typer.echo(f"{status:8} {name}: source {c['sourceCount']}, destination {c['destinationCount']}, "
-                       f"missing {c['missing']}, different {c['different']}")
+                       f"missing {c['missing']}, different {c['different']}"
+                       + (f", cannot be stored {c['unreadable']}" if c["unreadable"] else ""))
+            for item in c["unreadableSample"]:
+                typer.echo(f"           {'left out' if c['leftOutAccepted'] else 'cannot be stored'} "
+                           f"{item['objectId'] or '(no objectId)'}: {item['message']}")
             for oid in c["missingSample"]:
                 typer.echo(f"           missing {oid}")
             for diff in c["differentSample"]:

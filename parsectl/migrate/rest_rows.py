@@ -4,7 +4,7 @@ The general path converts a record to storage form (:func:`parsectl.model.object
 which validates every value) and then the storage form to a row (:meth:`parsectl.migrate.writers._Plan.rows`).
 A row maker does both at once, with no storage-form object in between: each column's value is what the
 general path makes of it, the value itself when it is a plain ``str``, ``bool`` or ``float``, else the
-codec's ``normalize_value`` of it, then the column's encoder. A Date, a Pointer and a File take a shorter
+codec's ``normalize_field`` of it, then the column's encoder. A Date, a Pointer and a File take a shorter
 way to the same value.
 
 Users and installations get what ``rest_to_storage`` does for them: a user's ``bcryptPassword`` goes to
@@ -39,7 +39,7 @@ class _Decline(Exception):
 
 
 def _general(encode: Converter | None) -> Converter:
-    normalize = codec.normalize_value
+    normalize = codec.normalize_field  # a field's own value, as rest_to_storage makes it
 
     def general(v: Any) -> Any:
         if type(v) not in _AS_IS:

@@ -29,11 +29,18 @@ class ClassCheck:
     missing_total: int = 0
     different_total: int = 0
     relations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # source records that cannot be stored (no valid object): counted in source_count; a mismatch unless
+    # they were left out on purpose (``left_out_ok``: `migrate --on-problem skip`)
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
+    unreadable_total: int = 0
+    left_out_ok: bool = False
 
     @property
     def ok(self) -> bool:
+        left_out = self.unreadable_total if self.left_out_ok else 0
         return (not self.missing_total and not self.different_total
-                and self.source_count == self.destination_count
+                and (self.left_out_ok or not self.unreadable_total)
+                and self.source_count - left_out == self.destination_count
                 and all(r["missing"] == 0 and r["extra"] == 0 for r in self.relations.values()))
 
 
@@ -55,7 +62,8 @@ class VerifyReport:
             "classes": {name: {"ok": c.ok, "sourceCount": c.source_count, "destinationCount": c.destination_count,
                                "missing": c.missing_total, "missingSample": c.missing,
                                "different": c.different_total, "differentSample": c.different,
-                               "relations": c.relations}
+                               "unreadable": c.unreadable_total, "unreadableSample": c.unreadable,
+                               "leftOutAccepted": c.left_out_ok, "relations": c.relations}
                         for name, c in self.classes.items()},
             "files": {"checked": self.files_checked, "missing": self.files_missing},
         }
@@ -69,7 +77,9 @@ def _diff(expected: dict[str, Any], actual: dict[str, Any], ignore: tuple[str, .
 
 async def verify(source: Source, destination_uri: str, *, classes: list[str] | None = None,
                  files: bool = False, files_adapter: dict[str, Any] | None = None,
-                 batch_size: int = 1000) -> VerifyReport:
+                 batch_size: int = 1000, left_out_ok: bool = False) -> VerifyReport:
+    """``left_out_ok``: source records that cannot be stored (what `migrate --on-problem skip` leaves out) are
+    listed but are no mismatch."""
     report = VerifyReport(source.description, redact(destination_uri))
     dest = adapter_for(destination_uri)
     await source.open()
@@ -83,8 +93,10 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
         for name, wanted in plan.classes.items():
             if name in VOLATILE_CLASSES or (classes and name not in classes):
                 continue
-            check = report.classes[name] = ClassCheck()
+            check = report.classes[name] = ClassCheck(left_out_ok=left_out_ok)
             schema = stored.get(name)
+            skipped: list[Any] = getattr(source, "skipped", [])  # an export's records it could not convert
+            seen = len(skipped)
             async for batch in source.objects(name, batch_size=batch_size):
                 check.source_count += len(batch.objects)
                 found: dict[str, dict[str, Any]] = {}
@@ -105,6 +117,11 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
                         if len(check.different) < SAMPLES:
                             check.different.append({"objectId": obj["objectId"],
                                                     "fields": _diff(obj, other, ignore)})
+            for problem in skipped[seen:]:
+                check.unreadable_total += 1
+                if len(check.unreadable) < SAMPLES:
+                    check.unreadable.append({"objectId": problem.object_id, "message": problem.message})
+            check.source_count += check.unreadable_total
             check.destination_count = await dest.count(schema, query.MatchAll()) if schema is not None else 0
             for field_name in wanted.relation_fields():
                 expected: set[tuple[str, str]] = set()

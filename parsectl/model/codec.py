@@ -160,7 +160,11 @@ def normalize_typed(value: dict[str, Any]) -> dict[str, Any]:
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise _bad("File")
-        return {"__type": "File", "name": name}
+        url = value.get("url")
+        # a File's url is kept: parse-server stores a nested File as it was sent (a field that is a File is
+        # stored by name, and its url made when it is read), and the SDKs refuse a File without one
+        return {"__type": "File", "name": name, "url": url} if isinstance(url, str) and url else \
+            {"__type": "File", "name": name}
     if kind == "GeoPoint":
         lat, lng = value.get("latitude"), value.get("longitude")
         if not _number(lat) or not _number(lng):
@@ -201,6 +205,15 @@ def _polygon(coords: Any) -> list[list[float]]:
     if len(distinct) < 3:
         raise ParseError(errors.INTERNAL_SERVER_ERROR, "GeoJSON: Loop must have at least 3 different vertices")
     return ring
+
+
+def normalize_field(value: Any) -> Any:
+    """:func:`normalize_value` of a field's own value: a File there is stored by its name only (the url is
+    made when it is read), while a File inside an object or array keeps the url it was sent with."""
+    out = normalize_value(value)
+    if type(out) is dict and out.get("__type") == "File" and "url" in out:
+        return {"__type": "File", "name": out["name"]}
+    return out
 
 
 _UNCHANGED = frozenset({str, float, bool, type(None)})  # what normalize_value returns as it is (when not too deep)

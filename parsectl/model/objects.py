@@ -68,7 +68,7 @@ def rest_to_storage(class_name: str, obj: dict[str, Any]) -> StoredObject:
         elif value is None or (kind is dict and value.get("__type") == "Relation"):
             continue
         else:
-            out[key] = codec.normalize_value(value)
+            out[key] = codec.normalize_field(value)
     if class_name == "_Installation":
         _normalize_installation(out)
     return out
@@ -94,22 +94,25 @@ def storage_to_rest(obj: StoredObject) -> dict[str, Any]:
 # --- canonical form ----------------------------------------------------------------------------------
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, nested: bool = False) -> Any:
+    """``nested``: inside an object or array, where a File is stored with its url (a field that is a File
+    is stored by name only, its url made when it is read)."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float):
         return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
     if isinstance(value, list):
-        return [_canonical(v) for v in value]
+        return [_canonical(v, True) for v in value]
     if isinstance(value, dict):
         kind = value.get("__type")
         if kind == "File":
-            return {"__type": "File", "name": value.get("name")}
+            url = value.get("url") if nested else None
+            return {"__type": "File", "name": value.get("name"), **({"url": url} if url else {})}
         if kind == "Pointer":
             return {"__type": "Pointer", "className": value.get("className"), "objectId": value.get("objectId")}
         if kind == "Date":
             return {"__type": "Date", "iso": codec.date_iso(value) or value.get("iso")}
-        return {k: _canonical(v) for k, v in value.items()}
+        return {k: _canonical(v, True) for k, v in value.items()}
     return value
 
 

@@ -194,4 +194,4 @@ def parse_value(value: Any) -> Any:
     """A field value of a write body: an :class:`Op` or a normalised wire value."""
     if isinstance(value, dict) and "__op" in value:
         return parse_op(value)
-    return codec.normalize_value(value)
+    return codec.normalize_field(value)

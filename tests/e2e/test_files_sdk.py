@@ -53,6 +53,11 @@ def test_file_attached_to_an_object(report: dict) -> None:
     assert ok(report, "attach_and_query") == {"isFile": True, "name": saved["name"], "url": saved["url"]}
 
 
+def test_files_in_an_array_and_an_object_keep_their_url(report: dict) -> None:
+    saved = ok(report, "base64_upload")
+    assert ok(report, "nested_files") == {"gallery": [saved["url"]], "cover": saved["url"]}
+
+
 def test_download_by_url(report: dict) -> None:
     assert ok(report, "download") == {"status": 200, "contentType": "text/plain; charset=utf-8",
                                       "nosniff": "nosniff", "contentRange": None, "body": "hello from the sdk"}

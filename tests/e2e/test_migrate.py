@@ -224,6 +224,7 @@ def _sdk_expectations(facts: ExportFacts, export_zip: Path, path: Path) -> dict[
                         and c["author"]["objectId"] not in (facts.user_ids[admin], facts.user_ids[moderator])
                         and c["objectId"] != private["objectId"])
     with_image = next(p for p in records["Post"] if "image" in p)
+    nested = next(e for e in records["Everything"] if e.get("gallery") and "cover" in (e.get("object") or {}))
     expect = {
         "logins": list(login.values()),
         "user_ids": {name: facts.user_ids[name] for name in login},
@@ -241,6 +242,8 @@ def _sdk_expectations(facts: ExportFacts, export_zip: Path, path: Path) -> dict[
         "inheritance": {"admin": login[admin], "outsider": login[outsider]},
         "file": {"postId": with_image["objectId"], "name": with_image["image"]["name"],
                  "sha256": hashlib.sha256(file_content(with_image["image"]["name"])).hexdigest()},
+        "nested": {"objectId": nested["objectId"], "gallery": [[f["name"], f["url"]] for f in nested["gallery"]],
+                   "cover": [nested["object"]["cover"]["name"], nested["object"]["cover"]["url"]]},
     }
     path.write_text(json.dumps(expect))
     return expect
@@ -274,6 +277,8 @@ def _assert_sdk_report(report: dict[str, Any], expect: dict[str, Any]) -> None:
     assert ok("admin_object") == {"admin": {"read": True, "write": True}, "moderator": {"read": True, "write": 101}}
     assert ok("inherited_role") == {"admin": True, "outsider": 101}
     assert ok("file") == {"name": expect["file"]["name"], "status": 200, "sha256": expect["file"]["sha256"]}
+    nested = expect["nested"]
+    assert ok("nested_files") == {"gallery": nested["gallery"], "cover": nested["cover"], "sameOnGet": True}
 
 
 def start_following(source: str, dest: str, cwd: Path, *, settle: float) -> subprocess.Popen[str]:

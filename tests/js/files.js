@@ -54,6 +54,20 @@ async function main() {
     return { isFile: file instanceof Parse.File, name: file.name(), url: file.url() };
   });
 
+  // Files inside an array and an object come back with their URL (a File without one cannot be re-encoded)
+  await step(report, 'nested_files', async () => {
+    const Doc = Parse.Object.extend(`FileDoc_${TAG}`);
+    const doc = new Doc();
+    doc.set('gallery', [saved]);
+    doc.set('meta', { cover: saved });
+    await doc.save(null, M);
+    const [found] = await new Parse.Query(Doc).equalTo('objectId', doc.id).find(M);
+    found.set('touched', true);
+    await found.save(null, M); // the SDK encodes the nested Files again
+    const fetched = await new Parse.Query(Doc).get(doc.id, M);
+    return { gallery: fetched.get('gallery').map((f) => f.url()), cover: fetched.get('meta').cover.url() };
+  });
+
   await step(report, 'download', async () => fetchText(saved.url()));
   await step(report, 'range', async () => fetchText(saved.url(), { Range: 'bytes=0-4' }));
 

@@ -135,6 +135,17 @@ async function main() {
     return { name: file.name(), status: response.status, sha256: crypto.createHash('sha256').update(body).digest('hex') };
   });
 
+  // Files inside an array and an object keep the URL they were saved with (the SDK refuses a File without one)
+  await step(report, 'nested_files', async () => {
+    const [obj] = await new Parse.Query('Everything').equalTo('objectId', EXPECT.nested.objectId).find(M);
+    const got = await new Parse.Query('Everything').get(EXPECT.nested.objectId, M);
+    const pair = (file) => [file.name(), file.url()];
+    return {
+      gallery: obj.get('gallery').map(pair), cover: pair(obj.get('object').cover),
+      sameOnGet: JSON.stringify(got.get('gallery').map(pair)) === JSON.stringify(obj.get('gallery').map(pair)),
+    };
+  });
+
   process.stdout.write(JSON.stringify(report) + '\n');
 }
 

@@ -115,9 +115,14 @@ def test_relation():
     assert _error(codec.normalize_value, {"__type": "Relation"}) == (111, "This is not a valid Relation")
 
 
-def test_file_keeps_only_the_name():
-    value = {"__type": "File", "name": "abc_a.txt", "url": "http://x/files/app/abc_a.txt"}
-    assert codec.normalize_value(value) == {"__type": "File", "name": "abc_a.txt"}
+def test_file_keeps_its_name_and_url():
+    """A nested File is stored as sent, url included (parse-server's way; the SDKs refuse a File without
+    one); a field that is a File is stored by name only (see test_objects)."""
+    value = {"__type": "File", "name": "abc_a.txt", "url": "http://x/files/app/abc_a.txt", "extra": 1}
+    assert codec.normalize_value(value) == {"__type": "File", "name": "abc_a.txt", "url": "http://x/files/app/abc_a.txt"}
+    assert codec.normalize_value([value]) == [codec.normalize_value(value)]
+    for url in (None, "", 3):
+        assert codec.normalize_value({"__type": "File", "name": "a.txt", "url": url}) == {"__type": "File", "name": "a.txt"}
     assert _error(codec.normalize_value, {"__type": "File", "url": "u"}) == (111, "This is not a valid File")
     assert _error(codec.normalize_value, {"__type": "File", "name": ""}) == (111, "This is not a valid File")
 

@@ -83,3 +83,26 @@ def test_a_refused_command_leaves_nothing_behind(in_tmp: Path) -> None:
                                       f"sqlite:///{in_tmp / 'app.db'}"])
     assert result.exit_code == 2 and "does not exist" in result.output
     assert list(in_tmp.iterdir()) == []
+
+
+def test_verify_counts_the_records_that_cannot_be_stored(in_tmp: Path) -> None:
+    """Records the migration cannot store (`--on-problem skip` leaves them out) are in the source: verify
+    counts them and fails, unless told they were left out on purpose (its own --on-problem skip)."""
+    stamp = {"createdAt": "2015-01-01T00:00:00.000Z", "updatedAt": "2015-01-01T00:00:00.000Z"}
+    records = [{"objectId": "bytes00001", "data": {"__type": "Bytes", "base64": ""}, **stamp},
+               {"objectId": "geo0000001", "where": {"__type": "GeoPoint", "latitude": 95, "longitude": 0}, **stamp},
+               {"objectId": "field00001", "bad-field": 1, **stamp},
+               {"objectId": "good000001", "n": 1, **stamp}]
+    (in_tmp / "export").mkdir()
+    (in_tmp / "export" / "Thing.json").write_text(json.dumps({"results": records}))
+    dest = f"sqlite:///{in_tmp / 'app.db'}"
+    migrated = CliRunner().invoke(app, ["migrate", "--from", "export", "--to", dest, "--on-problem", "skip"])
+    assert migrated.exit_code == 0, migrated.output
+    strict = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--output", "json"])
+    assert strict.exit_code == 1, strict.output
+    thing = json.loads(strict.stdout)["classes"]["Thing"]
+    assert (thing["ok"], thing["sourceCount"], thing["destinationCount"], thing["unreadable"]) == (False, 4, 1, 3)
+    assert sorted(item["objectId"] for item in thing["unreadableSample"]) == ["bytes00001", "field00001", "geo0000001"]
+    accepted = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--on-problem", "skip"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "left out geo0000001: " in accepted.stdout and "verify: everything matches" in accepted.stdout
