@@ -74,7 +74,8 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     from parsectl.migrate.sources.export import ExportSource
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
-                        validate=validate, fix=fix, parallel=parallel, check_size=check_size, tmp_dir=tmp_dir)
+                        validate=validate, fix=fix, parallel=parallel, check_size=check_size, tmp_dir=tmp_dir,
+                        include_sessions=include_sessions)
 
 
 class _Bars:
@@ -145,19 +146,27 @@ def _print_report(data: dict[str, Any], output: str) -> None:
         table.add_row(name, str(c["sourceCount"] if c["sourceCount"] is not None else "?"), str(c["copied"]),
                       str(c["alreadyThere"]), str(c["skipped"]), rels)
     console.print(table)
+    if data.get("resumed"):
+        console.print("resumed: an interrupted run of this migration was continued from its checkpoint (the "
+                      "counts include what it had copied)")
     for name, notes in data.get("schemaNotes", {}).items():
         for field_name, note in notes.items():
             console.print(f"  schema {name}.{field_name}: {note}")
     for problem in data["problems"]:
         fixed = f" [green]fixed:[/] {problem['fix']}" if problem.get("fix") else ""
-        console.print(f"[yellow]problem[/] {problem['kind']} in {problem['class_name']}: {problem['message']}{fixed}")
+        where = problem["className"] + "".join(f" {problem[k]}" for k in ("objectId", "field") if problem.get(k))
+        console.print(f"[yellow]problem[/] {problem['kind']} in {where}: {problem['message']}{fixed}",
+                      highlight=False)
     for warning in data["warnings"]:
         console.print(f"[yellow]warning[/] {warning}")
+    applied = data.get("suggestedClpsApplied")
     for name, clp in data.get("suggestedClassLevelPermissions", {}).items():
-        console.print(f"suggested CLPs for {name} (apply with --secure-clps): {json.dumps(clp)}")
+        console.print(f"{'CLPs set (--secure-clps)' if applied else 'suggested CLPs'} for {name}"
+                      f"{'' if applied else ' (apply with --secure-clps)'}: {json.dumps(clp)}", highlight=False)
     files = data["files"]
     if files["copied"] or files["missing"]:
-        console.print(f"files: {files['copied']} copied, {len(files['missing'])} could not be fetched")
+        console.print(f"files: {files['copied']} copied to {files['location']}, {len(files['missing'])} could not "
+                      "be fetched", highlight=False)
         for name in files["missing"][:20]:
             console.print(f"  missing file: {name}")
 
@@ -175,6 +184,10 @@ def migrate(
     files_url_rewrite: str = typer.Option(None, "--files-url-rewrite", help="OLD_PREFIX=NEW_PREFIX for file URLs"),
     files_adapter: str = typer.Option(None, "--files-adapter",
                                       help='Destination files adapter as JSON, e.g. {"module":"s3","options":{...}}'),
+    data_dir: Path = typer.Option(Path("parsectl-data"), "--data-dir",
+                                  help="Without --files-adapter, the files of a PostgreSQL destination go to "
+                                       "DATA_DIR/files, where `parsectl serve --data-dir` serves them (SQLite: "
+                                       "beside the database file; MongoDB: GridFS)"),
     mode: str = typer.Option(None, "--mode", help="fresh (empty the destination's classes first) or merge"),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (with --mode fresh)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and every problem; write nothing "
@@ -186,7 +199,8 @@ def migrate(
              "type moved to a new field) and skip the rest. Every fix is listed in the report"),
     secure_clps: bool = typer.Option(False, "--secure-clps",
                                      help="Apply restrictive CLPs to _User/_Session/_Installation if the source had none"),
-    include_sessions: bool = typer.Option(False, "--include-sessions", help="Also copy _Session"),
+    include_sessions: bool = typer.Option(False, "--include-sessions",
+                                          help="Also copy _Session (a database's sessions, an export's _Session.json)"),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to copy (default: all)"),
     follow: bool = typer.Option(False, "--follow",
                                 help="After the copy, keep applying the live source's changes until Ctrl-C or "
@@ -200,17 +214,17 @@ def migrate(
     in parse-server's format. Resumable: run the same command again after an interruption."""
     if ctx.invoked_subcommand:
         return
-    if not from_ or not to:
-        _fail("both --from and --to are needed (see --help)")
+    if not from_ or not (to or dry_run):
+        _fail("both --from and --to are needed (a --dry-run may leave out --to; see --help)")
     if mode not in (None, "fresh", "merge"):
         _fail("--mode must be fresh or merge")
     if on_problem not in ("fail", "skip", "fix"):
         _fail("--on-problem must be fail, skip or fix")
     if output not in ("text", "json"):
         _fail("--output must be text or json")
-    from parsectl.migrate.engine import Migration, MigrationError, Options
+    from parsectl.migrate.engine import BlockedByProblems, Migration, MigrationError, Options
 
-    adapter_spec = _json_option("--files-adapter", files_adapter)
+    adapter_spec = _files_adapter(files_adapter, to, data_dir) if to else None
     # a dry run converts every object while planning, to list every problem; a real run converts each
     # object once, as it copies it, and reports the few that cannot be stored as skipped
     # an export's plan index and spool files (about a quarter of its size) go in the state folder, on disk:
@@ -244,10 +258,18 @@ def migrate(
             migration.follow = stop
         return await migration.run()
 
+    migration: Migration | None = None
     try:
         with _state_folder(state_dir), _Bars(quiet=output == "json") as progress:
-            migration = Migration(source, to, options, progress, confirm)
+            # a dry run does not open the destination: without --to, an in-memory one stands in for it
+            migration = Migration(source, to or "sqlite::memory:", options, progress, confirm)
+            if not to:
+                migration.report.destination = "(none: a dry run without --to)"
             report = asyncio.run(run(migration))
+    except BlockedByProblems as exc:
+        assert migration is not None
+        _print_report(migration.report.to_json(), output)  # the plan and its problems
+        _fail(str(exc), EXIT_FAILED)
     except MigrationError as exc:
         _fail(str(exc), EXIT_FAILED)
     except ValueError as exc:
@@ -281,6 +303,14 @@ def _state_folder(folder: Path) -> Iterator[None]:
                 folder.rmdir()
 
 
+def _files_adapter(spec: str | None, to: str, data_dir: Path) -> Any:
+    """--files-adapter, or the adapter `parsectl serve --data-dir DATA_DIR` would use on ``to``."""
+    from parsectl.files.factory import default_files_adapter
+
+    given = _json_option("--files-adapter", spec)
+    return given if given is not None else default_files_adapter(to, data_dir.resolve())
+
+
 def _json_option(name: str, value: str | None) -> Any:
     if value is None:
         return None
@@ -299,6 +329,8 @@ def verify_cmd(
     schema_file: Path = typer.Option(None, "--schema"),
     files: bool = typer.Option(False, "--files", help="Also check that every referenced file exists"),
     files_adapter: str = typer.Option(None, "--files-adapter", help="Destination files adapter as JSON"),
+    data_dir: Path = typer.Option(Path("parsectl-data"), "--data-dir",
+                                  help="As the migration's: where a PostgreSQL destination's files are"),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to check (default: all)"),
     include_sessions: bool = typer.Option(False, "--include-sessions"),
     on_problem: str = typer.Option(
@@ -322,8 +354,8 @@ def verify_cmd(
         with _state_folder(state_dir):
             report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]
                                         if classes else None,
-                                        files_adapter=_json_option("--files-adapter", files_adapter),
-                                        left_out_ok=on_problem != "fail"))
+                                        files_adapter=_files_adapter(files_adapter, to, data_dir),
+                                        on_problem=on_problem))
     except (ConnectionError, OSError) as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
     data = report.to_json()
@@ -334,10 +366,10 @@ def verify_cmd(
             status = "ok" if c["ok"] else "MISMATCH"
             typer.echo(f"{status:8} {name}: source {c['sourceCount']}, destination {c['destinationCount']}, "
                        f"missing {c['missing']}, different {c['different']}"
-                       + (f", cannot be stored {c['unreadable']}" if c["unreadable"] else ""))
-            for item in c["unreadableSample"]:
-                typer.echo(f"           {'left out' if c['leftOutAccepted'] else 'cannot be stored'} "
-                           f"{item['objectId'] or '(no objectId)'}: {item['message']}")
+                       + (f", not stored {c['notStored']}" if c["notStored"] else ""))
+            for item in c["notStoredSample"]:
+                typer.echo(f"           {'left out' if c['leftOutAccepted'] else 'not stored'} "
+                           f"{item['objectId'] or '(no objectId)'}: {item['reason']}")
             for oid in c["missingSample"]:
                 typer.echo(f"           missing {oid}")
             for diff in c["differentSample"]:

@@ -91,6 +91,11 @@ def serve(
         data_dir_path = data_dir.resolve()
         api.setdefault("appId", sources.DEFAULT_APP_ID)
         api.setdefault("databaseURI", f"sqlite:///{data_dir_path / 'parse.db'}")
+        if api.get("filesAdapter") is None and isinstance(api["databaseURI"], str):
+            from parsectl.files.factory import default_files_adapter
+
+            if (files := default_files_adapter(api["databaseURI"], data_dir_path)) is not None:
+                api["filesAdapter"] = files
         generated = False
         if not api.get("masterKey"):
             api["masterKey"], generated = sources.master_key_for(data_dir_path)

@@ -35,6 +35,15 @@ def data_dir(database_uri: str) -> Path:
     return Path(".")
 
 
+def default_files_adapter(database_uri: str, data_dir: Path) -> dict[str, Any] | None:
+    """The files adapter of `parsectl serve --data-dir` (and of `migrate`, which fills it) when none is
+    configured: a folder ``<data_dir>/files`` for a PostgreSQL database; None (:func:`adapter_for`'s default)
+    for MongoDB (GridFS) and SQLite (``files`` beside the database file, in the data dir by default)."""
+    if database_uri.startswith(("mongodb://", "mongodb+srv://", "sqlite:")):
+        return None
+    return {"module": "fs", "options": {"filesDirectory": str(data_dir / "files")}}
+
+
 def adapter_for(options: ServerOptions) -> FilesAdapter:
     """The adapter ``options.files_adapter`` names (``{"module": ..., "options": {...}}`` or a module name);
     by default GridFS for a mongodb:// databaseURI and a local directory otherwise.

@@ -29,6 +29,17 @@ from parsectl.files.base import (
 )
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# a stored file's mode: what a plain open() gives (0644 under the usual umask), as node's fs adapter writes
+# them, not mkstemp's 0600 (another user's server, node parse-server for one, could not read them)
+FILE_MODE = 0o666 & ~_umask()
+
+
 class FSFilesAdapter:
     def __init__(self, directory: str | os.PathLike[str], encryption_key: str | None = None) -> None:
         self.directory = Path(directory)
@@ -67,6 +78,7 @@ class FSFilesAdapter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
                 handle.flush()

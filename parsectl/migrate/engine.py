@@ -53,6 +53,11 @@ class MigrationError(Exception):
     """A migration that cannot start or go on; the message says what to do."""
 
 
+class BlockedByProblems(MigrationError):
+    """Problems in the source stop the migration under its policy, before anything is written; the
+    migration's report holds the plan and the problems."""
+
+
 @dataclass
 class Options:
     mode: str | None = None  # None (refuse a non-empty destination), "fresh" or "merge"
@@ -85,8 +90,10 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     suggested_clps: dict[str, Any] = field(default_factory=dict)
+    clps_applied: bool = False  # the suggested CLPs were set (--secure-clps)
     files_copied: int = 0
     files_missing: list[str] = field(default_factory=list)
+    files_location: str | None = None  # where --files put them
     resumed: bool = False
     seconds: float = 0.0
     followed: int = 0
@@ -104,8 +111,8 @@ class Report:
             "schemaNotes": self.schema_notes,
             "problems": [p.to_json() for p in self.problems],
             "warnings": self.warnings,
-            "suggestedClassLevelPermissions": self.suggested_clps,
-            "files": {"copied": self.files_copied, "missing": self.files_missing},
+            "suggestedClassLevelPermissions": self.suggested_clps, "suggestedClpsApplied": self.clps_applied,
+            "files": {"copied": self.files_copied, "missing": self.files_missing, "location": self.files_location},
             "follow": {"changesApplied": self.followed, "deletionsApplied": self.deleted, "mode": self.follow_mode},
         }
 
@@ -223,7 +230,7 @@ def _minus_seconds(iso: str, seconds: float) -> str:
 SKIPPED_BY_SOURCE = frozenset(("missing-object-id", "invalid-class-name", "invalid-object"))
 
 
-def _decide(problems: list[Problem], on_problem: str, mongo: bool) -> tuple[list[Problem], set[tuple[str, str]]]:
+def decide(problems: list[Problem], on_problem: str, mongo: bool) -> tuple[list[Problem], set[tuple[str, str]]]:
     """(blocking problems, objects to skip) under the policy."""
     warnings = WARNING_KINDS if mongo else WARNING_KINDS | {"too-large"}  # 16 MB is MongoDB's limit only
     blocking = [p for p in problems if p.kind not in warnings]
@@ -233,6 +240,15 @@ def _decide(problems: list[Problem], on_problem: str, mongo: bool) -> tuple[list
         return ([p for p in blocking if not p.object_id and p.kind not in SKIPPED_BY_SOURCE],
                 {(p.class_name, p.object_id) for p in blocking if p.object_id})
     return blocking, set()
+
+
+def _files_location(adapter: Any) -> str:
+    """Where a files adapter keeps files, for the report."""
+    if getattr(adapter, "directory", None) is not None:
+        return f"folder {Path(adapter.directory).resolve()}"
+    if getattr(adapter, "bucket", None) is not None:
+        return f"S3 bucket {adapter.bucket}" + (f", prefix {adapter.bucket_prefix}" if adapter.bucket_prefix else "")
+    return f"GridFS bucket {getattr(adapter, 'bucket_name', 'fs')} of {redact(getattr(adapter, 'database_uri', ''))}"
 
 
 class Migration:
@@ -290,7 +306,7 @@ class Migration:
             self.report.warnings.append(
                 "this source cannot export password hashes (parse-server never returns them over REST): "
                 "migrated users must reset their passwords, or migrate from the database instead")
-        blocking, skip = _decide(plan.problems, self.options.on_problem, self.destination_uri.startswith("mongodb"))
+        blocking, skip = decide(plan.problems, self.options.on_problem, self.destination_uri.startswith("mongodb"))
         self.report.blocking = len(blocking)
         for name in classes:
             self.report.classes[name] = ClassReport(plan.counts.get(name))
@@ -299,10 +315,10 @@ class Migration:
         if self.options.dry_run:
             return
         if blocking:
-            raise MigrationError(
-                f"{len(blocking)} problem(s) in the source stop the migration (see the report; run with "
-                "--dry-run to list them, --on-problem skip to leave the offending objects out, or --on-problem fix "
-                "to repair what can be repaired)")
+            raise BlockedByProblems(
+                f"{len(blocking)} problem(s) in the source stop the migration before anything is written (listed "
+                "in the report); --on-problem skip leaves the offending objects out, --on-problem fix repairs what "
+                "can be repaired")
         state = State(self.options.state_dir, self.source.description, self.destination_uri)
         state.load()
         self.report.resumed = state.resumed
@@ -395,6 +411,7 @@ class Migration:
             clp = wanted.clp
             if self.options.secure_clps and name in self.report.suggested_clps:
                 clp = SUGGESTED_CLPS[name]
+                self.report.clps_applied = True
             if clp and clp != stored.clp:
                 await self.dest.set_class_level_permissions(name, clp)
 
@@ -647,6 +664,7 @@ class Migration:
         options = ServerOptions(app_id="parsectl-migrate", master_key="-", database_uri=self.destination_uri,
                                 files_adapter=self.options.files_adapter)
         adapter = files_adapter_for(options)
+        self.report.files_location = _files_location(adapter)
         done: dict[str, bool] = state.data["files"]
         try:
             for name, url in names.items():

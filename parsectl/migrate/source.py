@@ -24,7 +24,10 @@ class Problem:
     fix: str | None = None  # under --on-problem fix: the repair made (None: not fixable, skipped or refused)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        """camelCase, as the rest of the report: kind, className, message, objectId, field, fix."""
+        keys = {"kind": self.kind, "className": self.class_name, "message": self.message,
+                "objectId": self.object_id, "field": self.field, "fix": self.fix}
+        return {k: v for k, v in keys.items() if v is not None}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from parsectl.migrate.engine import decide
 from parsectl.migrate.source import Source, file_names
 from parsectl.model import query
 from parsectl.model.objects import canonical
@@ -29,17 +30,17 @@ class ClassCheck:
     missing_total: int = 0
     different_total: int = 0
     relations: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # source records that cannot be stored (no valid object): counted in source_count; a mismatch unless
-    # they were left out on purpose (``left_out_ok``: `migrate --on-problem skip`)
-    unreadable: list[dict[str, Any]] = field(default_factory=list)
-    unreadable_total: int = 0
+    # source records the migration does not store (records that are no valid object, objects a problem
+    # leaves out under --on-problem skip or fix): a mismatch unless they were left out on purpose
+    not_stored: list[dict[str, Any]] = field(default_factory=list)
+    not_stored_total: int = 0
     left_out_ok: bool = False
 
     @property
     def ok(self) -> bool:
-        left_out = self.unreadable_total if self.left_out_ok else 0
+        left_out = self.not_stored_total if self.left_out_ok else 0
         return (not self.missing_total and not self.different_total
-                and (self.left_out_ok or not self.unreadable_total)
+                and (self.left_out_ok or not self.not_stored_total)
                 and self.source_count - left_out == self.destination_count
                 and all(r["missing"] == 0 and r["extra"] == 0 for r in self.relations.values()))
 
@@ -62,7 +63,7 @@ class VerifyReport:
             "classes": {name: {"ok": c.ok, "sourceCount": c.source_count, "destinationCount": c.destination_count,
                                "missing": c.missing_total, "missingSample": c.missing,
                                "different": c.different_total, "differentSample": c.different,
-                               "unreadable": c.unreadable_total, "unreadableSample": c.unreadable,
+                               "notStored": c.not_stored_total, "notStoredSample": c.not_stored,
                                "leftOutAccepted": c.left_out_ok, "relations": c.relations}
                         for name, c in self.classes.items()},
             "files": {"checked": self.files_checked, "missing": self.files_missing},
@@ -77,9 +78,10 @@ def _diff(expected: dict[str, Any], actual: dict[str, Any], ignore: tuple[str, .
 
 async def verify(source: Source, destination_uri: str, *, classes: list[str] | None = None,
                  files: bool = False, files_adapter: dict[str, Any] | None = None,
-                 batch_size: int = 1000, left_out_ok: bool = False) -> VerifyReport:
-    """``left_out_ok``: source records that cannot be stored (what `migrate --on-problem skip` leaves out) are
-    listed but are no mismatch."""
+                 batch_size: int = 1000, on_problem: str = "fail") -> VerifyReport:
+    """``on_problem`` skip or fix (the migration's): the source records it does not store (records that are
+    no valid object, objects a problem leaves out) are listed but are no mismatch."""
+    left_out_ok = on_problem != "fail"
     report = VerifyReport(source.description, redact(destination_uri))
     dest = adapter_for(destination_uri)
     await source.open()
@@ -90,6 +92,11 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
     try:
         plan = await source.schema()
         stored = await dest.load_schemas()
+        left_out: dict[tuple[str, str | None], str] = {}  # what the plan leaves out under the policy: why
+        if left_out_ok:
+            _, skip = decide(plan.problems, on_problem, destination_uri.startswith("mongodb"))
+            left_out = {(p.class_name, p.object_id): p.message for p in plan.problems
+                        if (p.class_name, p.object_id) in skip}
         for name, wanted in plan.classes.items():
             if name in VOLATILE_CLASSES or (classes and name not in classes):
                 continue
@@ -108,7 +115,10 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
                     if files:
                         file_names(obj, names)
                     other = found.get(obj["objectId"])
-                    if other is None:
+                    why = left_out.get((name, obj["objectId"])) if other is None else None
+                    if why is not None:
+                        _not_stored(check, obj["objectId"], why)
+                    elif other is None:
                         check.missing_total += 1
                         if len(check.missing) < SAMPLES:
                             check.missing.append(obj["objectId"])
@@ -118,10 +128,8 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
                             check.different.append({"objectId": obj["objectId"],
                                                     "fields": _diff(obj, other, ignore)})
             for problem in skipped[seen:]:
-                check.unreadable_total += 1
-                if len(check.unreadable) < SAMPLES:
-                    check.unreadable.append({"objectId": problem.object_id, "message": problem.message})
-            check.source_count += check.unreadable_total
+                _not_stored(check, problem.object_id, problem.message)
+                check.source_count += 1
             check.destination_count = await dest.count(schema, query.MatchAll()) if schema is not None else 0
             for field_name in wanted.relation_fields():
                 expected: set[tuple[str, str]] = set()
@@ -146,6 +154,12 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
         await source.close()
         await dest.close()
     return report
+
+
+def _not_stored(check: ClassCheck, object_id: str | None, why: str) -> None:
+    check.not_stored_total += 1
+    if len(check.not_stored) < SAMPLES:
+        check.not_stored.append({"objectId": object_id, "reason": why})
 
 
 async def _check_files(report: VerifyReport, names: dict[str, str | None], destination_uri: str,

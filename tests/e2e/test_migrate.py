@@ -191,6 +191,24 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
         _assert_sdk_report(_run_sdk_check(srv, tmp_path / "expect.json"), expect)
 
 
+def test_files_of_a_postgres_destination_go_where_serve_looks(export: tuple[ExportFacts, Path], pg: PgCluster,
+                                                               tmp_path: Path) -> None:
+    """Without --files-adapter, a PostgreSQL destination's files go to <data-dir>/files (./parsectl-data by
+    default), the folder `parsectl serve --data-dir` serves them from; the report says where."""
+    facts, base = export
+    dest = pg.fresh_database("files_default")
+    out = migrate("--from", str(base / "app.zip"), "--to", dest, "--files", "--files-from", str(base / "files"),
+                  "--output", "json", cwd=tmp_path).stdout
+    files = json.loads(out[out.index("{"):])["files"]
+    assert files["location"] == f"folder {tmp_path / 'parsectl-data' / 'files'}" and not files["missing"]
+    assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files",
+                                           cwd=tmp_path).stdout
+    with parsectl_server(data_dir=tmp_path / "parsectl-data", database_uri=dest) as srv:
+        for name in sorted(facts.file_names)[:5]:
+            r = httpx.get(f"{srv.server_url}/files/{srv.app_id}/{name}")
+            assert r.status_code == 200 and r.content == file_content(name), name
+
+
 def _export_records(export_zip: Path) -> dict[str, list[dict[str, Any]]]:
     with zipfile.ZipFile(export_zip) as z:
         return {name.removesuffix(".json"): json.loads(z.read(name))["results"] for name in z.namelist()

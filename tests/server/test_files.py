@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,6 +66,8 @@ def test_upload_and_download(files: Client, tmp_path: Path) -> None:
     assert body["url"] == f"{BASE}/files/test/{body['name']}"
     assert r.headers["location"] == body["url"]
     assert (tmp_path / "files" / body["name"]).read_bytes() == b"hello world"
+    # readable by others, as node's fs adapter leaves its files (another user's server may serve them)
+    assert (tmp_path / "files" / body["name"]).stat().st_mode & 0o777 == 0o666 & ~_umask()
 
     got = raw(files, "GET", f"/files/test/{body['name']}")  # no keys needed
     assert got.status_code == 200
@@ -72,6 +75,12 @@ def test_upload_and_download(files: Client, tmp_path: Path) -> None:
     assert got.headers["content-type"] == "text/plain; charset=utf-8"
     assert got.headers["x-content-type-options"] == "nosniff"
     assert got.headers["content-length"] == "11"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def test_binary_round_trip_and_content_type_from_name(files: Client) -> None:

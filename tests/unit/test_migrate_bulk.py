@@ -417,6 +417,8 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
                           files_adapter={"module": "fs", "options": {"filesDirectory": str(tmp_path / f"f{parallel}")}})
         report = asyncio.run(Migration(source, uri, options).run()).to_json()
         report.pop("seconds", None), report.pop("destination")
+        if files_dir is not None:
+            assert report["files"].pop("location") == f"folder {tmp_path / f'f{parallel}'}"
         reports.append(report)
         dumps.append(_dump(uri))
         if parallel:

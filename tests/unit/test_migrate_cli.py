@@ -1,9 +1,10 @@
-"""``parsectl migrate`` from the command line: what a dry run shows and what it leaves behind (nothing)."""
+"""``parsectl migrate`` from the command line: dry runs, what a run reports and leaves behind, verify."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,8 +102,65 @@ def test_verify_counts_the_records_that_cannot_be_stored(in_tmp: Path) -> None:
     strict = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--output", "json"])
     assert strict.exit_code == 1, strict.output
     thing = json.loads(strict.stdout)["classes"]["Thing"]
-    assert (thing["ok"], thing["sourceCount"], thing["destinationCount"], thing["unreadable"]) == (False, 4, 1, 3)
-    assert sorted(item["objectId"] for item in thing["unreadableSample"]) == ["bytes00001", "field00001", "geo0000001"]
+    assert (thing["ok"], thing["sourceCount"], thing["destinationCount"], thing["notStored"]) == (False, 4, 1, 3)
+    assert sorted(item["objectId"] for item in thing["notStoredSample"]) == ["bytes00001", "field00001", "geo0000001"]
     accepted = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--on-problem", "skip"])
     assert accepted.exit_code == 0, accepted.output
     assert "left out geo0000001: " in accepted.stdout and "verify: everything matches" in accepted.stdout
+
+
+def test_installations_that_differ_only_in_case_are_one_device(in_tmp: Path) -> None:
+    """parse-server stores installationIds lower-cased: two that differ only in case would be two records
+    of one device. The plan reports it (it stops the migration under --on-problem fail); under skip the
+    second is left out, and verify --on-problem skip lists it as left out."""
+    stamp = {"createdAt": "2015-01-01T00:00:00.000Z", "updatedAt": "2015-01-01T00:00:00.000Z"}
+    device = "ABCDEF01-2345-6789-ABCD-EF0123456789"
+    records = [{"objectId": "inst000001", "installationId": device, "deviceType": "ios", **stamp},
+               {"objectId": "inst000002", "installationId": device.lower(), "deviceType": "ios", **stamp},
+               {"objectId": "inst000003", "installationId": "other-device", "deviceType": "android", **stamp}]
+    (in_tmp / "export").mkdir()
+    (in_tmp / "export" / "_Installation.json").write_text(json.dumps({"results": records}))
+    dest = f"sqlite:///{in_tmp / 'app.db'}"
+    refused = CliRunner().invoke(app, ["migrate", "--from", "export", "--to", dest, "--output", "json"])
+    assert refused.exit_code == 1, refused.output
+    [problem] = [p for p in json.loads(refused.stdout[refused.stdout.index("{"):])["problems"]
+                 if p["kind"] == "duplicate-installation-id"]
+    assert (problem["objectId"], problem["field"]) == ("inst000002", "installationId")
+    assert device in problem["message"]
+    migrated = CliRunner().invoke(app, ["migrate", "--from", "export", "--to", dest, "--on-problem", "skip"])
+    assert migrated.exit_code == 0, migrated.output
+    strict = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--output", "json"])
+    assert strict.exit_code == 1 and json.loads(strict.stdout)["classes"]["_Installation"]["missingSample"] == [
+        "inst000002"]
+    accepted = CliRunner().invoke(app, ["migrate", "verify", "--from", "export", "--to", dest, "--on-problem", "skip"])
+    assert accepted.exit_code == 0, accepted.output
+    assert "left out inst000002: installationId" in accepted.stdout
+
+
+@pytest.mark.parametrize("workers", [False, True], ids=["thread", "workers"])
+def test_an_exports_sessions_are_copied_only_when_asked(in_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        workers: bool) -> None:
+    """--include-sessions decides for an export's _Session.json as for a database's sessions (also when
+    worker processes read the export)."""
+    from parsectl.migrate.sources import export
+
+    if workers:
+        monkeypatch.setattr(export, "PARALLEL_MIN_BYTES", 0)
+    stamp = {"createdAt": "2015-01-01T00:00:00.000Z", "updatedAt": "2015-01-01T00:00:00.000Z"}
+    (in_tmp / "export").mkdir()
+    (in_tmp / "export" / "_User.json").write_text(json.dumps({"results": [
+        {"objectId": "user000001", "username": "ann", **stamp}]}))
+    (in_tmp / "export" / "_Session.json").write_text(json.dumps({"results": [
+        {"objectId": "sess000001", "sessionToken": "r:abc", "user": {"__type": "Pointer", "className": "_User",
+                                                                     "objectId": "user000001"}, **stamp}]}))
+    for flags, sessions in (([], 0), (["--include-sessions"], 1)):
+        dest = in_tmp / f"app{len(flags)}.db"
+        result = CliRunner().invoke(app, ["migrate", "--from", "export", "--to", f"sqlite:///{dest}", *flags,
+                                          "--output", "json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout[result.stdout.index("{"):])
+        assert report["classes"].get("_Session", {}).get("copied", 0) == sessions
+        db = sqlite3.connect(dest)
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert (db.execute('SELECT count(*) FROM "_Session"').fetchone()[0] if "_Session" in tables else 0) == sessions
+        db.close()

@@ -232,8 +232,9 @@ class ExportSource:
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
                  validate: bool = True, fix: bool = False, parallel: bool | None = False,
-                 check_size: bool = True) -> None:
+                 check_size: bool = True, include_sessions: bool = False) -> None:
         self.path = Path(path)
+        self.include_sessions = include_sessions  # else an export's _Session.json is left out
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
         self.url_rewrite = url_rewrite
@@ -315,6 +316,8 @@ class ExportSource:
                 self._joins.setdefault((join.group(2), join.group(1)), entry)
                 continue
             class_name = base[: -len(".json")]
+            if class_name == "_Session" and not self.include_sessions:
+                continue
             if not class_name_is_valid(class_name) or class_name.startswith("_Join"):
                 self._bad_class_files.append(class_name)
             classes.setdefault(class_name, entry)
@@ -530,7 +533,7 @@ class ExportSource:
     def _scan_class(self, class_name: str, entry: _Entry, index: _Index, fields: dict[str, _FieldStats],
                     problems: _Problems) -> int:
         cls = index.class_no(class_name)
-        is_user, is_role = class_name == "_User", class_name == "_Role"
+        is_user, is_role, is_installation = class_name == "_User", class_name == "_Role", class_name == "_Installation"
         cap, validate, check_size = self.max_problems, self.validate, self.checks_size
         ignored: set[str] = set()
         bad_keys: set[str] = set()
@@ -602,6 +605,9 @@ class ExportSource:
                                 index.add("uniq", (kind_name, value.lower(), oid, value))
                     elif is_role and isinstance(obj.get("name"), str):
                         index.add("uniq", ("role-name", obj["name"], oid, obj["name"]))
+                    elif is_installation and isinstance(obj.get("installationId"), str):  # stored lower-cased
+                        value = obj["installationId"]
+                        index.add("uniq", ("installation-id", value.lower(), oid, value))
                 if validate and not bad_field and oid is not None:
                     if renamed:  # as --on-problem fix will store it (the final names are chosen after the pass)
                         obj = {k if k in _NOT_FIELDS or k[0] == "_" or field_name_is_valid(k)
@@ -836,7 +842,8 @@ class ExportSource:
     def _duplicates(self, index: _Index, problems: _Problems) -> None:
         what = {"username": ("_User", "duplicate-username", "username"),
                 "email": ("_User", "duplicate-email", "email"),
-                "role-name": ("_Role", "duplicate-role-name", "name")}
+                "role-name": ("_Role", "duplicate-role-name", "name"),
+                "installation-id": ("_Installation", "duplicate-installation-id", "installationId")}
         rows = index.db.execute(
             "SELECT u.kind, u.oid, u.raw, f.oid, f.raw FROM uniq u JOIN "
             "(SELECT kind, key, min(rowid) AS first FROM uniq GROUP BY kind, key HAVING count(*) > 1) g "
@@ -846,7 +853,7 @@ class ExportSource:
             class_name, problem_kind, field_name = what[kind]
             same = "the same" if raw == first_raw else f"{first_raw!r}, the same except for case,"
             fix = None
-            if self._fixes is not None:
+            if self._fixes is not None and kind != "installation-id":  # a device's second record: left out
                 renamed = _renamed_value(kind, raw, oid)
                 self._fixes.execute("INSERT INTO fix VALUES (?, ?, ?, 'set', ?)", (class_name, oid, field_name, renamed))
                 fix = f"renamed to {renamed!r}"
