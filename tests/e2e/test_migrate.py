@@ -61,7 +61,8 @@ def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportF
         assert report["classes"][name]["copied"] == count, name
     assert report["classes"]["_Role"]["relations"] == {"users": facts.relations["_Join:users:_Role.json"],
                                                        "roles": facts.relations["_Join:roles:_Role.json"]}
-    assert report["files"] == {"copied": len(facts.file_names), "missing": []}
+    assert report["files"] == {"copied": len(facts.file_names), "missing": [],
+                               "location": f"folder {tmp_path / 'data' / 'files'}"}  # beside the database
     verify = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files", cwd=tmp_path)
     assert "everything matches" in verify.stdout
 

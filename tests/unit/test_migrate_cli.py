@@ -164,3 +164,16 @@ def test_an_exports_sessions_are_copied_only_when_asked(in_tmp: Path, monkeypatc
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert (db.execute('SELECT count(*) FROM "_Session"').fetchone()[0] if "_Session" in tables else 0) == sessions
         db.close()
+
+
+def test_a_dry_run_needs_no_destination_and_the_text_report_names_objects(in_tmp: Path) -> None:
+    """--dry-run without --to plans the export; problems in the text report name their object and field."""
+    facts = generate_export(in_tmp / "export", objects=200, problems=True)
+    result = CliRunner().invoke(app, ["migrate", "--from", str(facts.path), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output  # the planted problems would stop it
+    assert "Plan (dry run)" in result.stdout and "(none: a dry run without --to)" in result.stdout
+    duplicate = next(line for line in result.stdout.splitlines() if "problem duplicate-username in _User " in line)
+    assert duplicate.split(" in _User ")[1].split()[1] == "username:"  # _User <objectId> username: ...
+    assert not (in_tmp / "parsectl-data").exists() and sorted(p.name for p in in_tmp.iterdir()) == ["export"]
+    missing = CliRunner().invoke(app, ["migrate", "--from", str(facts.path)])
+    assert missing.exit_code == 2 and "a --dry-run may leave out --to" in missing.stderr

@@ -16,7 +16,12 @@ worker sees its pipe close and exits. If a worker cannot start, the export is re
 
 from __future__ import annotations
 
-import asyncio
+import signal
+
+if __name__ == "__main__":  # a worker: the terminal's Ctrl-C is the migration's to handle (it stops its workers)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+import asyncio  # noqa: E402 - after the worker's SIGINT is ignored
 import contextlib
 import gc
 import marshal
@@ -151,8 +156,7 @@ class ObjectReader:
         proc = subprocess.Popen(
             [sys.executable, "-m", "parsectl.migrate.sources.export_worker", str(self.source.path),
              "1" if self.source.fix else "0", "1" if self.source.include_sessions else "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-            start_new_session=True)  # a Ctrl-C is the migration's to handle (it stops its workers), not theirs
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._send = Connection(os.dup(proc.stdin.fileno()), readable=False)
