@@ -22,6 +22,9 @@ Examples:
   parsectl migrate --from export.zip --to sqlite:///parse.db --files \
       --files-url-rewrite http://files.parsetfss.com/=https://files-mirror.example.com/
 
+  parsectl migrate --from export.zip --to postgres://parse:pw@db:5432/parse --files --files-from ./files \
+      --nested-files-url https://api.example.com/parse/files/APP_ID/
+
   parsectl migrate --from https://old.example.com/parse --app-id APP --master-key KEY --to sqlite:///parse.db
 
   parsectl migrate --from mongodb://old:27017/parse --to postgres://... --mode merge --yes
@@ -42,6 +45,13 @@ FROM_HELP = ("A Parse.com export (.zip or folder), a live Parse Server URL (http
              "database URI (mongodb://, postgres://, sqlite:///)")
 
 
+NESTED_FILES_HELP = (
+    "An export's Files inside objects and arrays keep the URL they were saved with (parse-server stores them so: "
+    "the URL of a field that is a File is made when it is read), on a dead legacy host after a move off hosted "
+    "Parse. With this, each gets PREFIX + its name instead, where the new server serves it: "
+    "https://api.example.com/parse/files/APP_ID/")
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     typer.echo(f"parsectl migrate: {message}", err=True)
     raise typer.Exit(code)
@@ -50,8 +60,13 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
                 validate: bool = True, fix: bool = False, parallel: bool | None = False,
-                check_size: bool = True, tmp_dir: Path | None = None) -> Any:
+                check_size: bool = True, tmp_dir: Path | None = None, nested_files_url: str | None = None) -> Any:
     """The Source for ``--from`` (an export's temporary files in ``tmp_dir``, else the system's folder)."""
+    exported = not spec.startswith(("http://", "https://", "mongodb://", "mongodb+srv://", "postgres://",
+                                    "postgresql://", "sqlite:"))
+    if nested_files_url and not exported:
+        _fail("--nested-files-url is for a hosted-Parse export (a live server's or database's nested Files "
+              "already carry the URLs their server gave them)")
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
             _fail("a Parse Server source needs --app-id and --master-key")
@@ -75,7 +90,7 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
 
     return ExportSource(path, schema_file=schema_file, files_from=files_from, url_rewrite=url_rewrite,
                         validate=validate, fix=fix, parallel=parallel, check_size=check_size, tmp_dir=tmp_dir,
-                        include_sessions=include_sessions)
+                        include_sessions=include_sessions, nested_files_url=nested_files_url)
 
 
 class _Bars:
@@ -182,6 +197,7 @@ def migrate(
     files: bool = typer.Option(False, "--files", help="Copy the bytes of every referenced file"),
     files_from: Path = typer.Option(None, "--files-from", help="Folder holding the export's files by name"),
     files_url_rewrite: str = typer.Option(None, "--files-url-rewrite", help="OLD_PREFIX=NEW_PREFIX for file URLs"),
+    nested_files_url: str = typer.Option(None, "--nested-files-url", metavar="PREFIX", help=NESTED_FILES_HELP),
     files_adapter: str = typer.Option(None, "--files-adapter",
                                       help='Destination files adapter as JSON, e.g. {"module":"s3","options":{...}}'),
     data_dir: Path = typer.Option(Path("parsectl-data"), "--data-dir",
@@ -231,7 +247,7 @@ def migrate(
     # the system's temporary folder is a RAM-backed tmpfs on many systems
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions,
-                         validate=dry_run, fix=on_problem == "fix", parallel=None,
+                         nested_files_url=nested_files_url, validate=dry_run, fix=on_problem == "fix", parallel=None,
                          check_size=to is None or to.startswith("mongodb"), tmp_dir=state_dir)
     options = Options(mode=mode, dry_run=dry_run, batch_size=batch_size, on_problem=on_problem, files=files,
                       files_adapter=adapter_spec, secure_clps=secure_clps, state_dir=state_dir,
@@ -333,6 +349,8 @@ def verify_cmd(
                                   help="As the migration's: where a PostgreSQL destination's files are"),
     classes: str = typer.Option(None, "--classes", help="Comma-separated classes to check (default: all)"),
     include_sessions: bool = typer.Option(False, "--include-sessions"),
+    nested_files_url: str = typer.Option(None, "--nested-files-url", metavar="PREFIX",
+                                         help="As the migration's (its nested File URLs are compared)"),
     on_problem: str = typer.Option(
         "fail", "--on-problem",
         help="fail: every source record must be in the destination; skip: records that cannot be stored "
@@ -349,7 +367,8 @@ def verify_cmd(
     if on_problem not in ("fail", "skip", "fix"):
         _fail("verify's --on-problem is fail, skip or fix (as the migration's)")
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
-                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir)
+                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir,
+                         nested_files_url=nested_files_url)
     try:
         with _state_folder(state_dir):
             report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]

@@ -21,11 +21,12 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.support import JS_DIR, SetupError
+from tests.support import JS_DIR, SetupError, free_port
 from tests.support.export_gen import ExportFacts, file_content, generate_export
 from tests.support.parsectl_proc import parsectl_command, parsectl_server
 from tests.support.pg import PgCluster
@@ -208,6 +209,28 @@ def test_files_of_a_postgres_destination_go_where_serve_looks(export: tuple[Expo
         for name in sorted(facts.file_names)[:5]:
             r = httpx.get(f"{srv.server_url}/files/{srv.app_id}/{name}")
             assert r.status_code == 200 and r.content == file_content(name), name
+
+
+def test_nested_files_can_point_at_the_new_server(export: tuple[ExportFacts, Path], tmp_path: Path) -> None:
+    """--nested-files-url: Files inside objects and arrays get the new server's URL (their legacy one is dead
+    after a move off hosted Parse), and those URLs give the files' bytes; verify compares with the same."""
+    facts, base = export
+    port = free_port()
+    prefix = f"http://127.0.0.1:{port}/parse/files/test/"
+    dest = f"sqlite:///{tmp_path / 'data' / 'parse.db'}"
+    migrate("--from", str(base / "app.zip"), "--to", dest, "--files", "--files-from", str(base / "files"),
+            "--nested-files-url", prefix, cwd=tmp_path)
+    assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest,
+                                           "--nested-files-url", prefix, cwd=tmp_path).stdout
+    assert migrate("verify", "--from", str(base / "app.zip"), "--to", dest, cwd=tmp_path, check=False).returncode == 1
+    nested = next(e for e in _export_records(base / "app.zip")["Everything"]
+                  if e.get("gallery") and "cover" in (e.get("object") or {}))
+    with parsectl_server(data_dir=tmp_path / "data", database_uri=dest, port=port) as srv:
+        obj = httpx.get(f"{srv.server_url}/classes/Everything/{nested['objectId']}", headers=srv.headers(master=True)).json()
+        for file in [*obj["gallery"], obj["object"]["cover"]]:
+            assert file["url"] == prefix + quote(file["name"], safe="")
+            r = httpx.get(file["url"])
+            assert r.status_code == 200 and r.content == file_content(file["name"]), file
 
 
 def _export_records(export_zip: Path) -> dict[str, list[dict[str, Any]]]:

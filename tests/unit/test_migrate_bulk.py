@@ -385,6 +385,9 @@ def _dump(uri: str) -> dict[str, list[tuple[Any, ...]]]:
         return {name: sorted(conn.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr) for name in names}
 
 
+NEW_FILES = "https://api.example.com/parse/files/app/"
+
+
 @pytest.mark.parametrize(("kind", "on_problem", "layout"), [
     ("sqlite", "skip", "lines"), ("sqlite", "fix", "lines"), ("sqlite", "skip", "zip"),
     ("sqlite", "fix", "pretty"), ("sqlite", "skip", "files"),
@@ -411,7 +414,9 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
             uri = f"sqlite:///{tmp_path / f'{parallel}.db'}"
         else:
             uri = request.getfixturevalue("pg").fresh_database(f"rows_{on_problem}_{str(parallel).lower()}")
-        source = ExportSource(facts.path, parallel=parallel, fix=on_problem == "fix", files_from=files_dir)
+        # with --files also --nested-files-url (the workers make the rewritten rows too)
+        source = ExportSource(facts.path, parallel=parallel, fix=on_problem == "fix", files_from=files_dir,
+                              nested_files_url=NEW_FILES if files_dir is not None else None)
         options = Options(on_problem=on_problem, state_dir=tmp_path / f"state-{parallel}", batch_size=37,
                           files=files_dir is not None,
                           files_adapter={"module": "fs", "options": {"filesDirectory": str(tmp_path / f"f{parallel}")}})
@@ -435,7 +440,8 @@ def test_rows_made_by_worker_processes_are_what_the_migration_writes_itself(
     assert dumps[1] == dumps[0]
     assert reports[1] == reports[0]
     if files_dir is not None:
-        assert reports[0]["files"]["copied"] > 0, reports[0]["files"]
+        assert reports[0]["files"]["copied"] > 0, reports[0]["files"]  # fetched where the export says they are
+        assert NEW_FILES in repr(dumps[0]["Everything"]) and "parsetfss" not in repr(dumps[0]["Everything"])
         assert sorted(p.name for p in (tmp_path / "fTrue").rglob("*")) == sorted(
             p.name for p in (tmp_path / "fFalse").rglob("*"))
     assert sum(len(rows) for rows in dumps[0].values()) > 600

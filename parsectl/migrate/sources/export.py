@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import ijson
 import orjson
 
+from parsectl.files.base import encode_uri_component
 from parsectl.migrate.rest_rows import RowMaker, row_maker
 from parsectl.migrate.source import Batch, Problem, SourceSchema, file_names, relation_rows
 from parsectl.model import codec, errors
@@ -232,9 +233,12 @@ class ExportSource:
                  files_from: str | Path | None = None, url_rewrite: tuple[str, str] | None = None,
                  timeout: float = 60.0, tmp_dir: str | Path | None = None, max_problems: int = 1000,
                  validate: bool = True, fix: bool = False, parallel: bool | None = False,
-                 check_size: bool = True, include_sessions: bool = False) -> None:
+                 check_size: bool = True, include_sessions: bool = False, nested_files_url: str | None = None
+                 ) -> None:
         self.path = Path(path)
         self.include_sessions = include_sessions  # else an export's _Session.json is left out
+        # a File inside an object or array gets this + its name as its url (where the new server serves it)
+        self.nested_files_url = nested_files_url or None
         self.schema_file = Path(schema_file) if schema_file else None
         self.files_from = Path(files_from) if files_from else None
         self.url_rewrite = url_rewrite
@@ -289,6 +293,11 @@ class ExportSource:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def worker_options(self) -> dict[str, Any]:
+        """What a worker process's copy of this source is made with (besides the path)."""
+        return {"fix": self.fix, "include_sessions": self.include_sessions,
+                "nested_files_url": self.nested_files_url}
 
     # --- the export's files -----------------------------------------------------------------------------
     def _scan(self) -> None:
@@ -1048,8 +1057,13 @@ class ExportSource:
         files: dict[str, str | None] = {}
         users = class_name == "_User"
         n = tokens = sunk = 0
+        relink = self.nested_files_url
         for obj in records:
             n += 1
+            if relink and type(obj) is dict:
+                if self.collect_files:  # fetched from where the export says they are
+                    file_names(obj, files)
+                obj = _nested_file_urls(obj, relink)
             row = maker(obj) if type(obj) is dict else None
             if row is None:
                 taken, _, _ = self._take(class_name, iter((obj,)), 1, position + n - 1)
@@ -1058,7 +1072,7 @@ class ExportSource:
                     files.setdefault(name, url)
                 tokens += users and row is not None and "_session_token" in taken.objects[0]
             else:
-                if self.collect_files:
+                if self.collect_files and not relink:
                     file_names(obj, files)
                 if users:  # a hosted-Parse session token (rest_to_storage's _session_token)
                     token = obj.get("sessionToken")
@@ -1086,6 +1100,7 @@ class ExportSource:
         n = 0
         renames = self.renames.get(class_name)
         done = True
+        relink = self.nested_files_url
         for obj in records:
             n += 1
             try:
@@ -1093,8 +1108,9 @@ class ExportSource:
                     raise ParseError(errors.INVALID_JSON, "not a JSON object")
                 if renames:
                     self._fix_batch(class_name, [obj])
-                out.append(rest_to_storage(class_name, obj))
-                if self.collect_files:
+                stored = rest_to_storage(class_name, _nested_file_urls(obj, relink) if relink else obj)
+                out.append(stored)
+                if self.collect_files:  # fetched from where the export says they are
                     file_names(obj, files)
             except ParseError as exc:
                 self.skipped.append(_skip_problem(class_name, obj, exc, position + n))
@@ -1251,6 +1267,38 @@ def _pointers(value: Any, field_name: str, cls: int, oid: str, index: _Index, de
         for item in items:
             if isinstance(item, dict | list):
                 _pointers(item, field_name, cls, oid, index, depth + 1)
+
+
+def _nested_file_urls(record: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The record with every File inside an object or array (at any depth) given the url ``prefix`` + its
+    name; unchanged parts are shared. A field that is a File is left alone (it is stored by name)."""
+    out: dict[str, Any] | None = None
+    for key, value in record.items():
+        if type(value) is list or (type(value) is dict and "__type" not in value):
+            new = _relinked(value, prefix, 0)
+            if new is not value:
+                if out is None:
+                    out = dict(record)
+                out[key] = new
+    return record if out is None else out
+
+
+def _relinked(value: Any, prefix: str, depth: int) -> Any:
+    if depth > codec.MAX_NESTING:
+        return value
+    if type(value) is dict:
+        if "__type" in value:
+            name = value.get("name")
+            if value["__type"] != "File" or not isinstance(name, str) or not name:
+                return value
+            url = prefix + encode_uri_component(name)
+            return value if value.get("url") == url else {**value, "url": url}
+        changed = {k: _relinked(v, prefix, depth + 1) for k, v in value.items()}
+        return value if all(changed[k] is v for k, v in value.items()) else changed
+    if type(value) is list:
+        items = [_relinked(v, prefix, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
 
 
 def _temp_file(kind: str, directory: str | None) -> tuple[int, str]:

@@ -155,7 +155,7 @@ class ObjectReader:
     def _start(self) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "parsectl.migrate.sources.export_worker", str(self.source.path),
-             "1" if self.source.fix else "0", "1" if self.source.include_sessions else "0"],
+             orjson.dumps(self.source.worker_options()).decode()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
@@ -344,12 +344,12 @@ def scan_in_workers(readers: list[ObjectReader], requests: list[tuple[Any, ...]]
     return results
 
 
-def serve(recv: Connection, send: Connection, path: str, fix: bool, include_sessions: bool = False) -> None:
+def serve(recv: Connection, send: Connection, path: str, options: dict[str, Any]) -> None:
     """The worker's loop: one request at a time: a scan's answer, or batches back until ``("end",)``."""
     from parsectl.migrate.sources.export import ExportSource
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])  # short-lived acyclic dicts, as in the migration
-    source = ExportSource(path, fix=fix, parallel=False, include_sessions=include_sessions)
+    source = ExportSource(path, parallel=False, **options)
     while True:
         try:
             request = recv.recv()
@@ -413,10 +413,10 @@ def serve(recv: Connection, send: Connection, path: str, fix: bool, include_sess
 
 
 def main() -> None:
-    path, fix, include_sessions = sys.argv[1], sys.argv[2] == "1", sys.argv[3:] == ["1"]
+    path, options = sys.argv[1], orjson.loads(sys.argv[2])
     out = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to stderr, never into the pipe
-    serve(Connection(0, writable=False), Connection(out, readable=False), path, fix, include_sessions)
+    serve(Connection(0, writable=False), Connection(out, readable=False), path, options)
 
 
 if __name__ == "__main__":
