@@ -35,6 +35,7 @@ Interrupted? Run the same command again: it continues where it stopped.
 """
 
 EXIT_FAILED = 1
+SAMPLE_LINES = 20  # files listed one by one in a text report
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
 
@@ -182,7 +183,7 @@ def _print_report(data: dict[str, Any], output: str) -> None:
     if files["copied"] or files["missing"]:
         console.print(f"files: {files['copied']} copied to {files['location']}, {len(files['missing'])} could not "
                       "be fetched", highlight=False)
-        for name in files["missing"][:20]:
+        for name in files["missing"][:SAMPLE_LINES]:
             console.print(f"  missing file: {name}")
 
 
@@ -343,7 +344,10 @@ def verify_cmd(
     app_id: str = typer.Option(None, "--app-id"),
     master_key: str = typer.Option(None, "--master-key"),
     schema_file: Path = typer.Option(None, "--schema"),
-    files: bool = typer.Option(False, "--files", help="Also check that every referenced file exists"),
+    files: bool = typer.Option(False, "--files", help="Also check that every referenced file exists and holds the "
+                                                      "source's bytes (where the source can give them)"),
+    files_from: Path = typer.Option(None, "--files-from", help="As the migration's: the export's files by name"),
+    files_url_rewrite: str = typer.Option(None, "--files-url-rewrite", help="As the migration's: OLD_PREFIX=NEW_PREFIX"),
     files_adapter: str = typer.Option(None, "--files-adapter", help="Destination files adapter as JSON"),
     data_dir: Path = typer.Option(Path("parsectl-data"), "--data-dir",
                                   help="As the migration's: where a PostgreSQL destination's files are"),
@@ -366,8 +370,8 @@ def verify_cmd(
 
     if on_problem not in ("fail", "skip", "fix"):
         _fail("verify's --on-problem is fail, skip or fix (as the migration's)")
-    source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file, files_from=None,
-                         rewrite=None, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir,
+    source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
+                         files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir,
                          nested_files_url=nested_files_url)
     try:
         with _state_folder(state_dir):
@@ -397,7 +401,13 @@ def verify_cmd(
                 if r["missing"] or r["extra"]:
                     typer.echo(f"           relation {field_name}: {r['missing']} missing, {r['extra']} extra")
         if files:
-            typer.echo(f"files: {data['files']['checked']} checked, {len(data['files']['missing'])} missing")
+            found = data["files"]
+            typer.echo(f"files: {found['checked']} checked, {len(found['missing'])} missing, {found['compared']} "
+                       f"compared with the source's bytes, {len(found['different'])} different")
+            for name in found["missing"][:SAMPLE_LINES]:
+                typer.echo(f"           missing file {name}")
+            for name in found["different"][:SAMPLE_LINES]:
+                typer.echo(f"           different file {name}")
         typer.echo("verify: everything matches" if report.ok else "verify: MISMATCHES found")
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)

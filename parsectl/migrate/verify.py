@@ -7,6 +7,7 @@ every referenced file exists in the destination's file storage.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,10 +53,12 @@ class VerifyReport:
     classes: dict[str, ClassCheck] = field(default_factory=dict)
     files_checked: int = 0
     files_missing: list[str] = field(default_factory=list)
+    files_compared: int = 0  # of the files checked, those whose source bytes could be read and compared
+    files_different: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.classes.values()) and not self.files_missing
+        return all(c.ok for c in self.classes.values()) and not self.files_missing and not self.files_different
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,7 +69,8 @@ class VerifyReport:
                                "notStored": c.not_stored_total, "notStoredSample": c.not_stored,
                                "leftOutAccepted": c.left_out_ok, "relations": c.relations}
                         for name, c in self.classes.items()},
-            "files": {"checked": self.files_checked, "missing": self.files_missing},
+            "files": {"checked": self.files_checked, "missing": self.files_missing,
+                      "compared": self.files_compared, "different": self.files_different},
         }
 
 
@@ -84,6 +88,8 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
     left_out_ok = on_problem != "fail"
     report = VerifyReport(source.description, redact(destination_uri))
     dest = adapter_for(destination_uri)
+    if files and hasattr(source, "collect_files"):  # an export's batches carry the URLs of its Files
+        source.collect_files = True
     await source.open()
     await dest.open()
     names: dict[str, str | None] = {}
@@ -106,6 +112,9 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
             seen = len(skipped)
             async for batch in source.objects(name, batch_size=batch_size):
                 check.source_count += len(batch.objects)
+                for file_name, url in batch.files.items():
+                    if url or file_name not in names:
+                        names[file_name] = url
                 found: dict[str, dict[str, Any]] = {}
                 if schema is not None:
                     ids = [o["objectId"] for o in batch.objects]
@@ -149,7 +158,7 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
                     "missingSample": sorted(expected - actual)[:SAMPLES],
                 }
         if files:
-            await _check_files(report, names, destination_uri, files_adapter)
+            await _check_files(report, names, destination_uri, files_adapter, source)
     finally:
         await source.close()
         await dest.close()
@@ -163,7 +172,9 @@ def _not_stored(check: ClassCheck, object_id: str | None, why: str) -> None:
 
 
 async def _check_files(report: VerifyReport, names: dict[str, str | None], destination_uri: str,
-                       files_adapter: dict[str, Any] | None) -> None:
+                       files_adapter: dict[str, Any] | None, source: Source) -> None:
+    """Every file is in the destination's storage, with the source's bytes where the source can give them
+    (an export's --files-from folder or its URLs, a server's or database's files)."""
     from parsectl.files import FileNotFound
     from parsectl.files import adapter_for as files_adapter_for
     from parsectl.server.config import ServerOptions
@@ -174,8 +185,14 @@ async def _check_files(report: VerifyReport, names: dict[str, str | None], desti
         for name in names:
             report.files_checked += 1
             try:
-                await adapter.stat(name)
+                stored = await adapter.get_file_data(name)
             except FileNotFound:
                 report.files_missing.append(name)
+                continue
+            expected = await source.file_bytes(name, names[name])
+            if expected is not None:
+                report.files_compared += 1
+                if hashlib.sha256(expected).digest() != hashlib.sha256(stored).digest():
+                    report.files_different.append(name)
     finally:
         await adapter.close()

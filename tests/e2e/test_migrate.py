@@ -64,8 +64,10 @@ def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportF
                                                        "roles": facts.relations["_Join:roles:_Role.json"]}
     assert report["files"] == {"copied": len(facts.file_names), "missing": [],
                                "location": f"folder {tmp_path / 'data' / 'files'}"}  # beside the database
-    verify = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files", cwd=tmp_path)
+    verify = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files", "--files-from",
+                     str(base / "files"), cwd=tmp_path)
     assert "everything matches" in verify.stdout
+    assert f"files: {len(facts.file_names)} checked, 0 missing, {len(facts.file_names)} compared" in verify.stdout
 
     # a second run with --mode merge adds nothing; without a mode a non-empty destination is refused
     again = json.loads(migrate("--from", str(base / "app.zip"), "--to", dest, "--mode", "merge", "--output", "json",
@@ -102,6 +104,14 @@ def test_export_into_sqlite_verified_idempotent_and_served(export: tuple[ExportF
     db.close()
     bad = migrate("verify", "--from", str(base / "app.zip"), "--to", dest, cwd=tmp_path, check=False)
     assert bad.returncode == 1 and post_id in bad.stdout and "MISMATCH" in bad.stdout
+
+    # ... and a stored file whose bytes are not the source's (compared where the source can give them)
+    stored = tmp_path / "data" / "files" / facts.file_names[0]
+    stored.write_bytes(stored.read_bytes() + b"!")
+    files = json.loads(migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files", "--files-from",
+                               str(base / "files"), "--classes", "Post", "--output", "json", cwd=tmp_path,
+                               check=False).stdout)["files"]
+    assert files["different"] == [facts.file_names[0]] and files["compared"] == files["checked"] > 0
 
 
 @pytest.mark.parametrize(("destination", "readers"), [
@@ -157,7 +167,8 @@ def test_export_into_postgres_then_node_parse_server_logs_users_in(export: tuple
     migrate("--from", str(base / "app.zip"), "--to", dest, "--secure-clps", "--files", "--files-from",
             str(base / "files"), "--files-adapter", files_adapter, cwd=tmp_path)
     assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files",
-                                           "--files-adapter", files_adapter, cwd=tmp_path).stdout
+                                           "--files-from", str(base / "files"), "--files-adapter", files_adapter,
+                                           cwd=tmp_path).stdout
     with reference_server(dest, work_dir=node_dir) as node:
         # the migrated files are served by node, byte for byte, under the names the objects keep
         for name in facts.file_names:
@@ -204,7 +215,7 @@ def test_files_of_a_postgres_destination_go_where_serve_looks(export: tuple[Expo
     files = json.loads(out[out.index("{"):])["files"]
     assert files["location"] == f"folder {tmp_path / 'parsectl-data' / 'files'}" and not files["missing"]
     assert "everything matches" in migrate("verify", "--from", str(base / "app.zip"), "--to", dest, "--files",
-                                           cwd=tmp_path).stdout
+                                           "--files-from", str(base / "files"), cwd=tmp_path).stdout
     with parsectl_server(data_dir=tmp_path / "parsectl-data", database_uri=dest) as srv:
         for name in sorted(facts.file_names)[:5]:
             r = httpx.get(f"{srv.server_url}/files/{srv.app_id}/{name}")
