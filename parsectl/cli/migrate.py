@@ -47,9 +47,8 @@ FROM_HELP = ("A Parse.com export (.zip or folder), a live Parse Server URL (http
 
 
 NESTED_FILES_HELP = (
-    "An export's Files inside objects and arrays keep the URL they were saved with (parse-server stores them so: "
-    "the URL of a field that is a File is made when it is read), on a dead legacy host after a move off hosted "
-    "Parse. With this, each gets PREFIX + its name instead, where the new server serves it: "
+    "Give an export's Files inside objects and arrays the URL PREFIX + name, where the new server serves them "
+    "(they keep their hosted-Parse URL otherwise, as parse-server stores them), e.g. "
     "https://api.example.com/parse/files/APP_ID/")
 
 
