@@ -1010,7 +1010,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     naive_methods = sorted({r["naive"]["method"] for r in runs if r.get("naive", {}).get("method")})
     if naive_methods:
-        lines.append("One-process loader (bench/naive_load.py, the floor under a Python loader): "
+        lines.append("One-process loader (bench/naive_load.py: the least work a Python loader does): "
                      + "; ".join(naive_methods) + ".")
     for r in runs:
         if r.get("naive", {}).get("error"):
