@@ -355,7 +355,7 @@ class Migration:
                 f"first {unreadable[0].class_name} {unreadable[0].object_id}: {unreadable[0].message}. "
                 "Run with --dry-run to list them all; --on-problem skip accepts leaving them out")
         if self.follow is not None:
-            await self._follow(plan, classes, self.follow)
+            await self._follow(plan, classes, self.follow, state)
         # counted with the checkpoints: a resumed run reports the users copied before it too
         self.legacy_tokens = sum(state.klass(name).get("legacyTokens", 0) for name in classes)
         if self.legacy_tokens:
@@ -519,7 +519,7 @@ class Migration:
         self.report.classes[class_name].relations[field_name] = total
 
     # --- --follow: copy, then sync, then finalise (the hosted migration's copy-sync-finalise) -------------
-    async def _follow(self, plan: SourceSchema, classes: list[str], stop: asyncio.Event) -> None:
+    async def _follow(self, plan: SourceSchema, classes: list[str], stop: asyncio.Event, state: State) -> None:
         if not hasattr(self.source, "changed"):
             raise MigrationError("--follow needs a live source (a database or a Parse Server URL)")
         # objects changed while the copy ran are picked up by the first pass (updatedAt >= its start)
@@ -531,13 +531,13 @@ class Migration:
                            + "; press Ctrl-C (or send SIGTERM) to finalise")
         if feed is not None:
             try:
-                classes = await self._follow_feed(feed, watermark, stop)
+                classes = await self._follow_feed(feed, watermark, stop, state)
             finally:
                 await feed.close()
         else:
             while True:
                 cycle_started = codec.now_iso()
-                classes = await self._catch_up(watermark)
+                classes = await self._catch_up(watermark, state)
                 watermark = _minus_seconds(cycle_started, FOLLOW_CLOCK_MARGIN)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=FOLLOW_INTERVAL)
@@ -547,7 +547,7 @@ class Migration:
         for name in classes:
             await self._remove_deleted(name)
 
-    async def _catch_up(self, watermark: str) -> list[str]:
+    async def _catch_up(self, watermark: str, state: State) -> list[str]:
         """One polling pass: every object updated at or after ``watermark``; classes and fields the app added
         since the copy began come along. Returns the classes followed."""
         live = SourceSchema(await self.source.live_schemas())
@@ -558,20 +558,21 @@ class Migration:
             async for objects in self.source.changed(name, watermark):
                 await self.dest.upsert_many(stored[name], objects)
                 await self._sync_relations(live.classes[name], [o["objectId"] for o in objects])
+                await self._follow_files(objects, state)
                 self.report.followed += len(objects)
         return classes
 
-    async def _follow_feed(self, feed: Any, watermark: str, stop: asyncio.Event) -> list[str]:
+    async def _follow_feed(self, feed: Any, watermark: str, stop: asyncio.Event, state: State) -> list[str]:
         """Apply the change stream's events until ``stop``; relations whose rows were deleted are
         reconciled in full at the end (a delete event names only the row's internal id)."""
-        classes = await self._catch_up(watermark)
+        classes = await self._catch_up(watermark, state)
         stored = await self.dest.load_schemas()
         live = await self.source.live_schemas()
         dirty: set[tuple[str, str]] = set()
         while not stop.is_set():
             batch = await feed.next_batch()
             if any(c.kind == "schema" for c in batch):  # a new class or field comes with a _SCHEMA event
-                classes = await self._catch_up(_minus_seconds(codec.now_iso(), FOLLOW_CLOCK_MARGIN))
+                classes = await self._catch_up(_minus_seconds(codec.now_iso(), FOLLOW_CLOCK_MARGIN), state)
                 stored, live = await self.dest.load_schemas(), await self.source.live_schemas()
             for change in batch:
                 if change.class_name not in classes:
@@ -579,6 +580,7 @@ class Migration:
                 if change.kind == "upsert" and change.document is not None:
                     obj = self.source.decode_document(live[change.class_name], change.document)
                     await self.dest.upsert_many(stored[change.class_name], [obj])
+                    await self._follow_files([obj], state)
                     self.report.followed += 1
                 elif change.kind == "delete":
                     self.report.deleted += await self.dest.delete(
@@ -593,6 +595,18 @@ class Migration:
         for class_name, field_name in sorted(dirty):
             await self._reconcile_relation(class_name, field_name)
         return classes
+
+    async def _follow_files(self, objects: list[StoredObject], state: State) -> None:
+        """With --files: copy the files that objects changed while following reference, if not copied yet."""
+        if not self.options.files:
+            return
+        names: dict[str, str | None] = {}
+        for obj in objects:
+            file_names(obj, names)
+        done, missing = state.data["files"], set(self.report.files_missing)
+        new = {name: url for name, url in names.items() if not done.get(name) and name not in missing}
+        if new:
+            await self._copy_files(new, state)
 
     async def _reconcile_relation(self, class_name: str, field_name: str) -> None:
         """Make the destination's rows of one relation field equal the source's."""

@@ -334,11 +334,12 @@ def _assert_sdk_report(report: dict[str, Any], expect: dict[str, Any]) -> None:
     assert ok("nested_files") == {"gallery": nested["gallery"], "cover": nested["cover"], "sameOnGet": True}
 
 
-def start_following(source: str, dest: str, cwd: Path, *, settle: float) -> subprocess.Popen[str]:
+def start_following(source: str, dest: str, cwd: Path, *, settle: float, extra: tuple[str, ...] = ()
+                    ) -> subprocess.Popen[str]:
     """Start `migrate --follow` into a SQLite copy at cwd/copy.db; return once the copy exists and `settle`
     seconds have passed (the copy is done and following)."""
     proc = subprocess.Popen([*parsectl_command(), "migrate", "--from", source, "--to", dest, "--follow",
-                             "--output", "json"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--output", "json", *extra], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (cwd / "copy.db").exists():
         time.sleep(0.05)
@@ -384,6 +385,31 @@ def test_follow_applies_live_changes_then_finalises_deletions(tmp_path: Path) ->
     assert copy.execute('SELECT "n" FROM "Item" WHERE "objectId" = ?', (ids[1],)).fetchone()[0] == 6
     assert copy.execute('SELECT count(*) FROM "Item" WHERE "objectId" = ?', (ids[2],)).fetchone()[0] == 0
     assert copy.execute('SELECT count(*) FROM "_Join:rel:Item"').fetchone()[0] == 1
+
+
+def test_follow_copies_the_files_of_objects_saved_while_following(tmp_path: Path) -> None:
+    """--follow --files: a file uploaded, and saved in an object, while the migration follows reaches the
+    destination's files storage (not only those of the first copy)."""
+    source_uri = f"sqlite:///{tmp_path / 'live' / 'parse.db'}"
+    with parsectl_server(data_dir=tmp_path / "live", database_uri=source_uri) as live:
+        h = live.headers(master=True)
+        first = httpx.post(f"{live.server_url}/files/before.txt", content=b"before", headers=h).json()
+        httpx.post(f"{live.server_url}/classes/Doc", json={"file": {"__type": "File", "name": first["name"]}},
+                   headers=h)
+        proc = start_following(source_uri, f"sqlite:///{tmp_path / 'copy.db'}", tmp_path, settle=1.5,
+                               extra=("--files",))
+        try:
+            later = httpx.post(f"{live.server_url}/files/during.txt", content=b"during", headers=h).json()
+            httpx.post(f"{live.server_url}/classes/Doc", headers=h, json={
+                "list": [{"__type": "File", "name": later["name"], "url": later["url"]}]})
+            time.sleep(3)  # at least one sync pass
+        finally:
+            code, out, err = finish_following(proc)
+        assert code == 0, err
+    files = json.loads(out)["files"]
+    assert files["copied"] == 2 and not files["missing"], files
+    assert (tmp_path / "files" / first["name"]).read_bytes() == b"before"
+    assert (tmp_path / "files" / later["name"]).read_bytes() == b"during"
 
 
 def test_follow_a_mongodb_replica_set_through_its_change_stream(tmp_path: Path, mongo_uri: str) -> None:
