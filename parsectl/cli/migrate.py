@@ -52,6 +52,40 @@ NESTED_FILES_HELP = (
     "https://api.example.com/parse/files/APP_ID/")
 
 
+def _failure(exc: Exception, output: str, *, source: str) -> None:
+    """A migration or verify that failed: what happened and what to do, with an exit code (1: it failed on
+    the data or the destination refused; 2: bad options; 69: a source or destination could not be reached);
+    with --output json also a JSON line on stdout."""
+    import sqlite3
+    import zipfile
+
+    from parsectl.migrate.engine import MigrationError
+    from parsectl.migrate.sources.database import DatabaseSourceError
+    from parsectl.migrate.sources.rest import RestSourceError
+
+    code, message = EXIT_FAILED, str(exc) or type(exc).__name__
+    if isinstance(exc, zipfile.BadZipFile):
+        message = f"{source} is not a readable zip file ({exc}); unpack it, or give the export's folder"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = f"the export holds a file that is not UTF-8 JSON ({exc})"
+    elif type(exc).__module__.startswith("ijson") or type(exc).__name__ == "JSONDecodeError":
+        message = f"the export holds a file that is not valid JSON ({exc}); is it complete?"
+    elif isinstance(exc, DatabaseSourceError | RestSourceError | ConnectionError):
+        code = EXIT_UNAVAILABLE
+    elif isinstance(exc, sqlite3.DatabaseError):
+        message = f"SQLite: {exc} (is the destination writable, is the disk full?)"
+    elif isinstance(exc, ValueError) and not isinstance(exc, MigrationError):
+        code = EXIT_USAGE
+    elif isinstance(exc, OSError):
+        code = EXIT_UNAVAILABLE if isinstance(exc, TimeoutError) else EXIT_FAILED
+        message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    elif not isinstance(exc, MigrationError):
+        message = f"{type(exc).__name__}: {message}"
+    if output == "json":
+        typer.echo(json.dumps({"ok": False, "error": message, "exitCode": code}))
+    _fail(message, code)
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     typer.echo(f"parsectl migrate: {message}", err=True)
     raise typer.Exit(code)
@@ -67,6 +101,15 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
     if nested_files_url and not exported:
         _fail("--nested-files-url is for a hosted-Parse export (a live server's or database's nested Files "
               "already carry the URLs their server gave them)")
+    if nested_files_url:
+        if not nested_files_url.startswith(("http://", "https://")):
+            _fail("--nested-files-url takes the URL the new server serves files under, e.g. "
+                  "https://api.example.com/parse/files/APP_ID/")
+        nested_files_url = nested_files_url if nested_files_url.endswith("/") else nested_files_url + "/"
+    if files_from is not None and not files_from.is_dir():
+        _fail(f"--files-from {files_from}: no such folder")
+    if schema_file is not None and not schema_file.is_file():
+        _fail(f"--schema {schema_file}: no such file")
     if spec.startswith(("http://", "https://")):
         if not app_id or not master_key:
             _fail("a Parse Server source needs --app-id and --master-key")
@@ -238,7 +281,7 @@ def migrate(
         _fail("--on-problem must be fail, skip or fix")
     if output not in ("text", "json"):
         _fail("--output must be text or json")
-    from parsectl.migrate.engine import BlockedByProblems, Migration, MigrationError, Options
+    from parsectl.migrate.engine import BlockedByProblems, Migration, Options
 
     adapter_spec = _files_adapter(files_adapter, to, data_dir) if to else None
     # a dry run converts every object while planning, to list every problem; a real run converts each
@@ -286,14 +329,12 @@ def migrate(
         assert migration is not None
         _print_report(migration.report.to_json(), output)  # the plan and its problems
         _fail(str(exc), EXIT_FAILED)
-    except MigrationError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    except ValueError as exc:
-        _fail(str(exc))
-    except (ConnectionError, OSError) as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue where it stopped", 130)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is a message and an exit code, never a traceback
+        _failure(exc, output, source=from_)
     _print_report(report.to_json(), output)
     if dry_run and report.blocking:  # the plan's answer, for scripts: this migration would stop
         _fail(f"{report.blocking} problem(s) would stop this migration under --on-problem {on_problem} (listed "
@@ -378,8 +419,12 @@ def verify_cmd(
                                         if classes else None,
                                         files_adapter=_files_adapter(files_adapter, to, data_dir),
                                         on_problem=on_problem))
-    except (ConnectionError, OSError) as exc:
-        _fail(str(exc), EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is a message and an exit code, never a traceback
+        _failure(exc, output, source=from_)
     data = report.to_json()
     if output == "json":
         typer.echo(json.dumps(data, indent=2))

@@ -177,3 +177,28 @@ def test_a_dry_run_needs_no_destination_and_the_text_report_names_objects(in_tmp
     assert not (in_tmp / "parsectl-data").exists() and sorted(p.name for p in in_tmp.iterdir()) == ["export"]
     missing = CliRunner().invoke(app, ["migrate", "--from", str(facts.path)])
     assert missing.exit_code == 2 and "a --dry-run may leave out --to" in missing.stderr
+
+
+def test_bad_inputs_get_a_message_and_an_exit_code_never_a_traceback(in_tmp: Path) -> None:
+    """A broken export, a missing database, wrong option values: a one-line message and an exit code (with
+    --output json also a JSON line), for migrate and verify alike."""
+    (in_tmp / "broken.zip").write_bytes(b"not a zip")
+    (in_tmp / "cut").mkdir()
+    (in_tmp / "cut" / "Thing.json").write_text('{"results": [\n{"objectId": "a1", "n": 1},\n{"objectId": "a2", "n":')
+    dest = f"sqlite:///{in_tmp / 'app.db'}"
+    cases = [
+        (["--from", "broken.zip", "--to", dest], 1, "is not a readable zip file"),
+        (["--from", "cut", "--to", dest, "--output", "json"], 1, "not valid JSON"),
+        (["verify", "--from", "cut", "--to", dest], 1, "not valid JSON"),
+        (["--from", f"sqlite:///{in_tmp / 'missing.db'}", "--to", dest], 69, "no SQLite database"),
+        (["--from", "cut", "--to", dest, "--nested-files-url", "files/"], 2, "--nested-files-url takes the URL"),
+        (["--from", "cut", "--to", dest, "--files-from", "nowhere"], 2, "--files-from nowhere: no such folder"),
+        (["--from", "cut", "--to", dest, "--schema", "none.json"], 2, "--schema none.json: no such file"),
+    ]
+    for args, code, message in cases:
+        result = CliRunner().invoke(app, ["migrate", *args])
+        assert (result.exit_code, isinstance(result.exception, SystemExit | None)) == (code, True), (args, result)
+        assert message in result.stderr, (args, result.stderr)
+        if "json" in args:
+            doc = json.loads(result.stdout)
+            assert (doc["ok"], doc["exitCode"], message in doc["error"]) == (False, code, True), doc
