@@ -52,6 +52,19 @@ NESTED_FILES_HELP = (
     "https://api.example.com/parse/files/APP_ID/")
 
 
+@contextlib.contextmanager
+def _failures(output: str, source: str, interrupted: str) -> Iterator[None]:
+    """Every failure inside as a message and an exit code (:func:`_failure`), never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(interrupted, 130)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - that is the point
+        _failure(exc, output, source=source)
+
+
 def _failure(exc: Exception, output: str, *, source: str) -> None:
     """A migration or verify that failed: what happened and what to do, with an exit code (1: it failed on
     the data or the destination refused; 2: bad options; 69: a source or destination could not be reached);
@@ -318,23 +331,18 @@ def migrate(
         return await migration.run()
 
     migration: Migration | None = None
-    try:
-        with _state_folder(state_dir), _Bars(quiet=output == "json") as progress:
-            # a dry run does not open the destination: without --to, an in-memory one stands in for it
-            migration = Migration(source, to or "sqlite::memory:", options, progress, confirm)
-            if not to:
-                migration.report.destination = "(none: a dry run without --to)"
-            report = asyncio.run(run(migration))
-    except BlockedByProblems as exc:
-        assert migration is not None
-        _print_report(migration.report.to_json(), output)  # the plan and its problems
-        _fail(str(exc), EXIT_FAILED)
-    except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to continue where it stopped", 130)
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure is a message and an exit code, never a traceback
-        _failure(exc, output, source=from_)
+    with _failures(output, from_, "interrupted; run the same command again to continue where it stopped"):
+        try:
+            with _state_folder(state_dir), _Bars(quiet=output == "json") as progress:
+                # a dry run does not open the destination: without --to, an in-memory one stands in for it
+                migration = Migration(source, to or "sqlite::memory:", options, progress, confirm)
+                if not to:
+                    migration.report.destination = "(none: a dry run without --to)"
+                report = asyncio.run(run(migration))
+        except BlockedByProblems as exc:
+            assert migration is not None
+            _print_report(migration.report.to_json(), output)  # the plan and its problems
+            _fail(str(exc), EXIT_FAILED)
     _print_report(report.to_json(), output)
     if dry_run and report.blocking:  # the plan's answer, for scripts: this migration would stop
         _fail(f"{report.blocking} problem(s) would stop this migration under --on-problem {on_problem} (listed "
@@ -413,18 +421,11 @@ def verify_cmd(
     source = open_source(from_, app_id=app_id, master_key=master_key, schema_file=schema_file,
                          files_from=files_from, rewrite=files_url_rewrite, include_sessions=include_sessions, fix=on_problem == "fix", tmp_dir=state_dir,
                          nested_files_url=nested_files_url)
-    try:
-        with _state_folder(state_dir):
-            report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]
-                                        if classes else None,
-                                        files_adapter=_files_adapter(files_adapter, to, data_dir),
-                                        on_problem=on_problem))
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure is a message and an exit code, never a traceback
-        _failure(exc, output, source=from_)
+    with _failures(output, from_, "interrupted"), _state_folder(state_dir):
+        report = asyncio.run(verify(source, to, files=files, classes=[c.strip() for c in classes.split(",")]
+                                    if classes else None,
+                                    files_adapter=_files_adapter(files_adapter, to, data_dir),
+                                    on_problem=on_problem))
     data = report.to_json()
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
