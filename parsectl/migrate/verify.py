@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from parsectl.migrate.engine import decide
+from parsectl.migrate.engine import MigrationError, decide
 from parsectl.migrate.source import Source, file_names
+from parsectl.migrate.sources.database import sqlite_path
 from parsectl.model import query
 from parsectl.model.objects import canonical
 from parsectl.model.schema import VOLATILE_CLASSES
@@ -87,6 +88,9 @@ async def verify(source: Source, destination_uri: str, *, classes: list[str] | N
     no valid object, objects a problem leaves out) are listed but are no mismatch."""
     left_out_ok = on_problem != "fail"
     report = VerifyReport(source.description, redact(destination_uri))
+    if destination_uri.startswith("sqlite:") and not sqlite_path(destination_uri).is_file():
+        # opening it would create an empty store (a mistyped path "verified" as a missing everything)
+        raise MigrationError(f"no SQLite database at {sqlite_path(destination_uri)}")
     dest = adapter_for(destination_uri)
     if files and hasattr(source, "collect_files"):  # an export's batches carry the URLs of its Files
         source.collect_files = True

@@ -190,6 +190,7 @@ def test_bad_inputs_get_a_message_and_an_exit_code_never_a_traceback(in_tmp: Pat
         (["--from", "broken.zip", "--to", dest], 1, "is not a readable zip file"),
         (["--from", "cut", "--to", dest, "--output", "json"], 1, "not valid JSON"),
         (["verify", "--from", "cut", "--to", dest], 1, "not valid JSON"),
+        (["verify", "--from", "cut", "--to", f"sqlite:///{in_tmp / 'typo.db'}"], 1, "no SQLite database at"),
         (["--from", f"sqlite:///{in_tmp / 'missing.db'}", "--to", dest], 69, "no SQLite database"),
         (["--from", "cut", "--to", dest, "--nested-files-url", "files/"], 2, "--nested-files-url takes the URL"),
         (["--from", "cut", "--to", dest, "--files-from", "nowhere"], 2, "--files-from nowhere: no such folder"),
@@ -202,3 +203,4 @@ def test_bad_inputs_get_a_message_and_an_exit_code_never_a_traceback(in_tmp: Pat
         if "json" in args:
             doc = json.loads(result.stdout)
             assert (doc["ok"], doc["exitCode"], message in doc["error"]) == (False, code, True), doc
+    assert not (in_tmp / "typo.db").exists()  # verify did not create the store it was pointed at
