@@ -87,7 +87,7 @@ def _failure(exc: Exception, output: str, *, source: str) -> None:
         code = EXIT_UNAVAILABLE
     elif isinstance(exc, sqlite3.DatabaseError):
         message = f"SQLite: {exc} (is the destination writable, is the disk full?)"
-    elif isinstance(exc, ValueError) and not isinstance(exc, MigrationError):
+    elif isinstance(exc, ValueError):
         code = EXIT_USAGE
     elif isinstance(exc, OSError):
         code = EXIT_UNAVAILABLE if isinstance(exc, TimeoutError) else EXIT_FAILED
@@ -104,18 +104,20 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
     raise typer.Exit(code)
 
 
+_SERVER_URLS = ("http://", "https://")  # --from a live Parse Server
+_DATABASE_URIS = ("mongodb://", "mongodb+srv://", "postgres://", "postgresql://", "sqlite:")  # --from a database
+
+
 def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema_file: Path | None,
                 files_from: Path | None, rewrite: str | None, include_sessions: bool,
                 validate: bool = True, fix: bool = False, parallel: bool | None = False,
                 check_size: bool = True, tmp_dir: Path | None = None, nested_files_url: str | None = None) -> Any:
     """The Source for ``--from`` (an export's temporary files in ``tmp_dir``, else the system's folder)."""
-    exported = not spec.startswith(("http://", "https://", "mongodb://", "mongodb+srv://", "postgres://",
-                                    "postgresql://", "sqlite:"))
-    if nested_files_url and not exported:
+    if nested_files_url and spec.startswith(_SERVER_URLS + _DATABASE_URIS):
         _fail("--nested-files-url is for a hosted-Parse export (a live server's or database's nested Files "
               "already carry the URLs their server gave them)")
     if nested_files_url:
-        if not nested_files_url.startswith(("http://", "https://")):
+        if not nested_files_url.startswith(_SERVER_URLS):
             _fail("--nested-files-url takes the URL the new server serves files under, e.g. "
                   "https://api.example.com/parse/files/APP_ID/")
         nested_files_url = nested_files_url if nested_files_url.endswith("/") else nested_files_url + "/"
@@ -123,13 +125,13 @@ def open_source(spec: str, *, app_id: str | None, master_key: str | None, schema
         _fail(f"--files-from {files_from}: no such folder")
     if schema_file is not None and not schema_file.is_file():
         _fail(f"--schema {schema_file}: no such file")
-    if spec.startswith(("http://", "https://")):
+    if spec.startswith(_SERVER_URLS):
         if not app_id or not master_key:
             _fail("a Parse Server source needs --app-id and --master-key")
         from parsectl.migrate.sources.rest import RestSource
 
         return RestSource(spec, app_id, master_key, include_sessions=include_sessions)
-    if spec.startswith(("mongodb://", "mongodb+srv://", "postgres://", "postgresql://", "sqlite:")):
+    if spec.startswith(_DATABASE_URIS):
         from parsectl.migrate.sources.database import DatabaseSource
 
         return DatabaseSource(spec, include_sessions=include_sessions)
